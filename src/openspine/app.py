@@ -1,0 +1,117 @@
+"""The composition root: ``create_app(settings)`` builds everything; importing has no effects."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+
+from openspine import __version__
+from openspine.directory.service import DirectoryService
+from openspine.pds import routes as pds_routes
+from openspine.pds.fhir import capability_statement
+from openspine.pds.service import PdsService
+from openspine.pds.storage import StorePatientRecords
+from openspine.platform import health
+from openspine.platform.http import EXCEPTION_HANDLERS
+from openspine.platform.middleware import RequestMiddleware
+from openspine.platform.observability import LogEvent, Metrics, log_event
+from openspine.platform.security import routes as oauth_routes
+from openspine.platform.security.keys import load_private_key, public_jwk
+from openspine.platform.security.tokens import TokenIssuer, TokenVerifier
+from openspine.platform.storage.factory import open_store
+from openspine.platform.storage.ports import Store
+from openspine.settings import Settings
+
+__all__ = ["Platform", "build_platform", "create_app"]
+
+MAX_BODY_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Platform:
+    """The services of one process, wired to one store (shared by the app and the CLI)."""
+
+    settings: Settings
+    store: Store
+    directory: DirectoryService
+    pds: PdsService
+    issuer: TokenIssuer
+    verifier: TokenVerifier
+    jwks: dict[str, object]
+
+
+def build_platform(settings: Settings) -> Platform:
+    store = open_store(
+        settings.store_url,
+        max_batch=settings.writer_max_batch,
+        sqlite_synchronous=settings.sqlite_synchronous,
+        pool_size=settings.postgres_pool_size,
+    )
+    directory = DirectoryService(store)
+    signing_key = load_private_key(settings.token_signing_key_file)
+    audience = settings.public_base_url.rstrip("/")
+    issuer = TokenIssuer(
+        token_url=settings.token_url,
+        audience=audience,
+        signing_key=signing_key,
+        idp_issuer=settings.idp_issuer,
+        idp_jwks=json.loads(settings.idp_jwks_file.read_text()),
+        directory=directory,
+        store=store,
+        ttl_seconds=settings.access_token_ttl_seconds,
+    )
+    verifier = TokenVerifier(
+        public_key=signing_key.public_key(), issuer=settings.token_url, audience=audience
+    )
+    return Platform(
+        settings=settings,
+        store=store,
+        directory=directory,
+        pds=PdsService(StorePatientRecords(store)),
+        issuer=issuer,
+        verifier=verifier,
+        jwks={"keys": [public_jwk(signing_key)]},
+    )
+
+
+def create_app(settings: Settings) -> Starlette:
+    platform = build_platform(settings)
+    metrics = Metrics()
+    base_url = settings.public_base_url.rstrip("/")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await platform.store.start()
+        log_event(LogEvent.STARTED, version=__version__)
+        try:
+            yield
+        finally:
+            await platform.store.close()
+            log_event(LogEvent.STOPPED)
+
+    routes = [
+        *health.routes(platform.store, metrics, __version__),
+        *oauth_routes.routes(platform.issuer, platform.jwks),
+        *pds_routes.routes(platform.pds, capability_statement(base_url, __version__)),
+    ]
+    app = Starlette(
+        routes=routes,
+        middleware=[
+            Middleware(
+                RequestMiddleware,
+                metrics=metrics,
+                request_id_required=[f"{pds_routes.BASE_PATH}/Patient"],
+            )
+        ],
+        exception_handlers=dict(EXCEPTION_HANDLERS),
+        lifespan=lifespan,
+        max_body_size=MAX_BODY_BYTES,
+    )
+    app.state.platform = platform
+    app.state.verifier = platform.verifier
+    return app

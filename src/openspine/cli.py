@@ -1,0 +1,270 @@
+"""``openspine``: run the platform, make demo data, get tokens, verify the audit trail."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import click
+import httpx
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from openspine.app import build_platform
+from openspine.platform.audit.events import AuditContext
+from openspine.platform.audit.verify import VerificationResult, verify_chain
+from openspine.platform.security.keys import load_private_key
+from openspine.platform.storage.migrate import upgrade
+from openspine.settings import Settings, SettingsError
+from openspine.synth.credentials import (
+    app_token_form,
+    client_assertion,
+    id_token,
+    user_token_form,
+)
+from openspine.synth.demo import (
+    CREDENTIALS_FILE,
+    create_demo_store,
+    create_keys_and_settings,
+    has_store,
+    refresh_credentials,
+)
+
+__all__ = ["main"]
+
+err = Console(stderr=True)
+DATA_DIR = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Directory holding the store, its keys and settings.",
+)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+    )
+
+
+def _settings(data_dir: Path, base_url: str | None = None) -> Settings:
+    try:
+        return Settings.for_data_dir(data_dir.resolve(), base_url=base_url)
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group()
+@click.version_option(package_name="openspine")
+def main() -> None:
+    """OpenSpine: an open-source national health information exchange."""
+
+
+@main.command()
+@DATA_DIR
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--patients", default=10_000, show_default=True, type=click.IntRange(0))
+@click.option("--seed", default=20261123, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
+def demo(data_dir: Path, host: str, port: int, patients: int, seed: int, workers: int) -> None:
+    """Create a demo store in DATA_DIR if there is none, then serve it."""
+    data_dir = data_dir.resolve()
+    base_url = f"http://{host}:{port}"
+    if not has_store(data_dir):
+        settings = create_keys_and_settings(data_dir).with_base_url(base_url)
+        loaded = asyncio.run(_load_demo(data_dir, settings, patients, seed))
+        err.print(f"Loaded {loaded:,} patients into {data_dir}")
+    settings = _settings(data_dir, base_url)
+    refresh_credentials(data_dir, settings)
+    err.print(f"Demo credentials: {data_dir / CREDENTIALS_FILE}")
+    _serve(data_dir, host, port, workers)
+
+
+async def _load_demo(data_dir: Path, settings: Settings, size: int, seed: int) -> int:
+    platform = build_platform(settings)
+    await platform.store.start()
+    try:
+        with _progress() as progress:
+            task = progress.add_task("Loading patients", total=size + 6)
+            started = time.perf_counter()
+            loaded = await create_demo_store(
+                data_dir,
+                settings,
+                platform.store,
+                size=size,
+                seed=seed,
+                progress=lambda n: progress.advance(task, n),
+            )
+        rate = loaded / max(time.perf_counter() - started, 1e-9)
+        err.print(f"Load rate: {rate:,.0f} patients/s")
+        return loaded
+    finally:
+        await platform.store.close()
+
+
+@main.command()
+@DATA_DIR
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
+def serve(data_dir: Path, host: str, port: int, workers: int) -> None:
+    """Serve an existing store."""
+    _settings(data_dir)
+    _serve(data_dir.resolve(), host, port, workers)
+
+
+def _announce_when_ready(base_url: str) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base_url}/_status", timeout=1.0).status_code == 200:
+                click.echo(base_url, nl=True)
+                sys.stdout.flush()
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    err.print("[red]OpenSpine did not become ready within 60 s[/red]")
+
+
+def _serve(data_dir: Path, host: str, port: int, workers: int) -> None:
+    from granian import Granian
+    from granian.constants import Interfaces
+
+    base_url = f"http://{host}:{port}"
+    os.environ["OPENSPINE_DATA_DIR"] = str(data_dir)
+    os.environ["OPENSPINE_PUBLIC_BASE_URL"] = base_url
+    threading.Thread(target=_announce_when_ready, args=(base_url,), daemon=True).start()
+    Granian(
+        "openspine.asgi:app_from_env",
+        address=host,
+        port=port,
+        interface=Interfaces.ASGI,
+        workers=workers,
+        factory=True,
+        log_access=False,
+        backlog=2048,
+    ).serve()
+
+
+@main.command()
+@DATA_DIR
+@click.option("--app", "client_id", help="Client id of a demo application.")
+@click.option("--user", "user_id", help="User id of a demo user.")
+@click.option("--role-profile", "role_profile_id", help="The user's role profile id.")
+def token(
+    data_dir: Path, client_id: str | None, user_id: str | None, role_profile_id: str | None
+) -> None:
+    """Print an access token, obtained through the platform's own token issuing."""
+    data_dir = data_dir.resolve()
+    creds_path = data_dir / CREDENTIALS_FILE
+    if not creds_path.is_file():
+        raise click.ClickException(f"{creds_path} not found: run `openspine demo` first")
+    creds = json.loads(creds_path.read_text())
+    if user_id is not None:
+        if role_profile_id is None:
+            raise click.UsageError("--user needs --role-profile")
+        app = next(a for a in creds["apps"] if "user-restricted" in a["access_modes"])
+    elif client_id is not None:
+        found = [a for a in creds["apps"] if a["client_id"] == client_id]
+        if not found:
+            raise click.ClickException(f"no demo application {client_id!r}")
+        app = found[0]
+    else:
+        raise click.UsageError("give --app CLIENT_ID, or --user USER_ID --role-profile ID")
+    settings = _settings(data_dir, creds["base_url"])
+    key = load_private_key(data_dir / app["private_key_file"])
+    assertion = client_assertion(key, app["kid"], app["client_id"], settings.token_url)
+    if user_id is not None:
+        idp = creds["identity_provider"]
+        subject = id_token(
+            load_private_key(data_dir / idp["private_key_file"]),
+            idp["kid"],
+            issuer=idp["issuer"],
+            client_id=app["client_id"],
+            user_id=user_id,
+            role_profile_id=str(role_profile_id),
+        )
+        form = user_token_form(assertion, subject)
+    else:
+        form = app_token_form(assertion)
+    click.echo(asyncio.run(_issue(settings, form)))
+
+
+async def _issue(settings: Settings, form: dict[str, str]) -> str:
+    from openspine.platform.errors import SpineError
+
+    platform = build_platform(settings)
+    await platform.store.start()
+    try:
+        issued = await platform.issuer.issue(form, AuditContext(None, None))
+    except SpineError as exc:
+        raise click.ClickException(f"{exc.code}: {exc.diagnostics or exc.display}") from None
+    finally:
+        await platform.store.close()
+    return issued.access_token
+
+
+@main.group()
+def audit() -> None:
+    """The audit trail."""
+
+
+@audit.command("verify")
+@DATA_DIR
+def audit_verify(data_dir: Path) -> None:
+    """Check the whole audit chain; exit 1 naming the first bad event."""
+    settings = _settings(data_dir)
+    result = asyncio.run(_verify(settings))
+    if result.ok:
+        click.echo(f"audit chain intact: {result.checked} events verified")
+        return
+    err.print(
+        f"[red]audit chain broken at event {result.first_bad_seq}"
+        f"{' (' + result.first_bad_event + ')' if result.first_bad_event else ''}: "
+        f"{result.problem}[/red] ({result.checked} events verified before it)"
+    )
+    sys.exit(1)
+
+
+async def _verify(settings: Settings) -> VerificationResult:
+    platform = build_platform(settings)
+    await platform.store.start()
+    try:
+        return await verify_chain(platform.store)
+    finally:
+        await platform.store.close()
+
+
+@main.command()
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="A store made by `openspine demo`.",
+)
+@click.option(
+    "--store",
+    "store_url",
+    default=None,
+    envvar="OPENSPINE_STORE",
+    help="Store URL: sqlite:///path or postgresql://… (default: $OPENSPINE_STORE).",
+)
+def migrate(data_dir: Path | None, store_url: str | None) -> None:
+    """Upgrade the store's schema to the latest migration."""
+    if data_dir is not None:
+        store_url = _settings(data_dir).store_url
+    if not store_url:
+        raise click.UsageError("give --data-dir or --store (or set OPENSPINE_STORE)")
+    upgrade(store_url)
+    click.echo("store schema is at the latest migration")

@@ -1,0 +1,1 @@
+"""Spine Directory (SDS/ODS): organisations, users' role profiles and API applications."""

@@ -1,0 +1,82 @@
+"""Directory records: organisations, users with role profiles, registered applications."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from enum import StrEnum
+
+import msgspec
+
+__all__ = [
+    "Application",
+    "Organisation",
+    "OrganisationRole",
+    "RoleProfile",
+    "User",
+    "is_job_role_code",
+    "is_ods_code",
+]
+
+_JOB_ROLE = re.compile(r"^S\d{4,6}:G\d{4,6}:R\d{4,6}$")
+_ODS = re.compile(r"^[A-Z0-9]{3,8}$")
+
+
+def is_job_role_code(value: str) -> bool:
+    """A CIS2 job role code ``S…:G…:R…`` (staff group, job group, job role)."""
+    return bool(_JOB_ROLE.match(value))
+
+
+def is_ods_code(value: str) -> bool:
+    return bool(_ODS.match(value))
+
+
+class OrganisationRole(StrEnum):
+    """ODS primary role codes."""
+
+    GP_PRACTICE = "RO177"
+    PRESCRIBING_COST_CENTRE = "RO76"
+    PHARMACY = "RO182"
+    NHS_TRUST = "RO197"
+    COMMISSIONER = "RO98"
+
+
+class Organisation(msgspec.Struct, frozen=True, kw_only=True):
+    ods_code: str
+    name: str
+    roles: tuple[OrganisationRole, ...]
+    postcode: str
+    address_line: str
+    town: str
+    parent_ods_code: str | None = None
+
+
+class RoleProfile(msgspec.Struct, frozen=True, kw_only=True):
+    role_profile_id: str
+    user_id: str
+    ods_code: str
+    job_role_code: str
+    job_role_name: str
+    activities: tuple[str, ...]
+    active: bool = True
+
+    @property
+    def job_role(self) -> str:
+        return self.job_role_code.rsplit(":", 1)[-1]
+
+
+class User(msgspec.Struct, frozen=True, kw_only=True):
+    user_id: str
+    name: str
+    role_profile_ids: tuple[str, ...]
+    professional_code: str | None = None
+
+
+class Application(msgspec.Struct, frozen=True, kw_only=True):
+    client_id: str
+    name: str
+    ods_code: str
+    jwks: dict[str, Any]
+    application_permissions: tuple[str, ...]
+    user_restricted: bool
+    active: bool = True

@@ -1,0 +1,1 @@
+"""Personal Demographics Service: the national patient index."""

@@ -1,0 +1,1 @@
+"""Shared machinery of every Spine service: no service logic lives here."""

@@ -1,0 +1,84 @@
+"""Audit events: who did what to which patients, when, why and with what outcome.
+
+Actions come from :class:`AuditAction`; the payload is canonical JSON (sorted keys), so that its
+hash is stable across processes and stores.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+import orjson
+
+from openspine.platform.storage.ports import AuditRecord
+
+if TYPE_CHECKING:
+    from openspine.platform.security.principal import Principal
+
+__all__ = ["AuditAction", "AuditContext", "AuditOutcome", "audit_record"]
+
+
+class AuditAction(StrEnum):
+    """The controlled vocabulary of audited actions: ``<service>.<resource>.<action>``."""
+
+    PDS_PATIENT_READ = "pds.patient.read"
+    PDS_POPULATION_LOAD = "pds.population.load"
+    SECURITY_TOKEN_ISSUE = "security.token.issue"  # noqa: S105 - an action name, not a secret
+    SECURITY_EMERGENCY_ACCESS = "security.emergency-access.claim"
+    TEST_WRITE = "platform.test.write"
+
+
+class AuditOutcome(StrEnum):
+    SUCCESS = "success"
+    FAILURE = "failure"
+    DENIED = "denied"
+
+
+@dataclass(frozen=True, slots=True)
+class AuditContext:
+    """Where a request came from: its ids, as the request middleware saw them."""
+
+    request_id: str | None
+    correlation_id: str | None
+
+
+def audit_record(
+    *,
+    action: AuditAction,
+    outcome: AuditOutcome,
+    principal: Principal | None,
+    context: AuditContext,
+    patients: Sequence[str] = (),
+    resources: Sequence[str] = (),
+    detail: str | None = None,
+    reason: str | None = None,
+    now: datetime | None = None,
+) -> AuditRecord:
+    recorded = (now or datetime.now(UTC)).isoformat(timespec="microseconds")
+    event_id = str(uuid.uuid4())
+    payload: dict[str, object] = {
+        "id": event_id,
+        "recorded": recorded,
+        "action": action.value,
+        "service": action.value.split(".", 1)[0],
+        "outcome": outcome.value,
+        "who": principal.audit_identity() if principal is not None else None,
+        "patients": list(patients),
+        "resources": list(resources),
+        "request_id": context.request_id,
+        "correlation_id": context.correlation_id,
+    }
+    if detail is not None:
+        payload["detail"] = detail
+    if reason is not None:
+        payload["reason"] = reason
+    return AuditRecord(
+        event_id=event_id,
+        recorded_at=recorded,
+        payload=orjson.dumps(payload, option=orjson.OPT_SORT_KEYS),
+    )

@@ -1,0 +1,115 @@
+"""HTTP glue shared by every service: FHIR responses, secured routes, the error handlers."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from openspine.platform.audit.events import AuditContext
+from openspine.platform.errors import (
+    Forbidden,
+    InvalidMethod,
+    PayloadTooLarge,
+    ResourceNotFound,
+    ServiceUnavailable,
+    SpineError,
+    UnsupportedService,
+)
+from openspine.platform.security.principal import Principal
+from openspine.platform.security.rbac import Permission
+from openspine.platform.storage.ports import StoreUnavailable
+
+if TYPE_CHECKING:
+    from openspine.platform.security.tokens import TokenVerifier
+
+__all__ = [
+    "FHIR_JSON",
+    "SecuredRoute",
+    "audit_context",
+    "fhir_response",
+    "http_exception_handler",
+    "spine_error_handler",
+    "store_unavailable_handler",
+]
+
+FHIR_JSON = "application/fhir+json"
+
+SecuredHandler = Callable[[Request, Principal], Awaitable[Response]]
+
+
+def fhir_response(
+    body: bytes, status: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
+    return Response(body, status_code=status, headers=headers, media_type=FHIR_JSON)
+
+
+def audit_context(request: Request) -> AuditContext:
+    state = request.scope.get("state", {})
+    return AuditContext(state.get("request_id"), state.get("correlation_id"))
+
+
+class SecuredRoute(Route):
+    """A route that authenticates its caller and checks one declared permission first.
+
+    ``permission=None`` means any authenticated caller. The declared permission is kept on the
+    route (``route.permission``) so that the authorisation matrix can be generated from it.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        handler: SecuredHandler,
+        *,
+        permission: Permission | None,
+        methods: Sequence[str] = ("GET",),
+        name: str | None = None,
+    ) -> None:
+        self.permission = permission
+
+        async def endpoint(request: Request) -> Response:
+            verifier: TokenVerifier = request.app.state.verifier
+            principal = verifier.verify(request.headers.get("authorization"))
+            if permission is not None and not principal.can(permission):
+                raise Forbidden(f"Your role does not permit this action ({permission.value})")
+            return await handler(request, principal)
+
+        super().__init__(path, endpoint, methods=list(methods), name=name or handler.__name__)
+
+
+async def spine_error_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, SpineError)
+    return fhir_response(exc.outcome(), exc.status, exc.headers)
+
+
+async def store_unavailable_handler(request: Request, exc: Exception) -> Response:
+    error = ServiceUnavailable(
+        "The data store is unavailable; retry later", headers={"Retry-After": "5"}
+    )
+    return fhir_response(error.outcome(), error.status, error.headers)
+
+
+async def http_exception_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    error: SpineError
+    if exc.status_code == 404:
+        error = ResourceNotFound("No such route")
+    elif exc.status_code == 405:
+        error = InvalidMethod("Method not allowed on this route")
+    elif exc.status_code == 413:
+        error = PayloadTooLarge()
+    else:
+        error = UnsupportedService(exc.detail if isinstance(exc.detail, str) else None)
+    headers: dict[str, Any] = dict(exc.headers or {})
+    return fhir_response(error.outcome(), exc.status_code, headers)
+
+
+EXCEPTION_HANDLERS: Mapping[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
+    SpineError: spine_error_handler,
+    StoreUnavailable: store_unavailable_handler,
+    HTTPException: http_exception_handler,
+}

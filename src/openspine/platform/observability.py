@@ -1,0 +1,58 @@
+"""Metrics (Prometheus text at /metrics) and coded log events that never carry patient data.
+
+Log lines name a route template (``/Patient/{nhs_number}``), never a path or query string, and
+an exception's class, never its message. Patient data belongs in the audit trail only.
+"""
+
+from __future__ import annotations
+
+import logging
+from enum import StrEnum
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+__all__ = ["LogEvent", "Metrics", "log_event"]
+
+_log = logging.getLogger("openspine")
+
+
+class LogEvent(StrEnum):
+    """The vocabulary of operational log events."""
+
+    STARTED = "platform.started"
+    STOPPED = "platform.stopped"
+    UNHANDLED_ERROR = "request.unhandled-error"
+    STORE_UNAVAILABLE = "store.unavailable"
+
+
+def log_event(event: LogEvent, level: int = logging.INFO, **fields: str | int | float) -> None:
+    """Log a coded event; ``fields`` must be operational values (routes, counts, classes)."""
+    detail = " ".join(f"{k}={v}" for k, v in sorted(fields.items()))
+    _log.log(level, "%s %s", event.value, detail)
+
+
+class Metrics:
+    """Per-application registry, so that two apps in one process (tests) never collide."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "openspine_http_requests",
+            "HTTP requests answered, by route template, method and status",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "openspine_http_request_duration_seconds",
+            "Time from request to the end of the response, by route template",
+            ["route"],
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=self.registry,
+        )
+
+    def observe(self, route: str, method: str, status: int, seconds: float) -> None:
+        self.requests.labels(route, method, str(status)).inc()
+        self.latency.labels(route).observe(seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,1 @@
+"""Security: OAuth2 tokens, principals, national RBAC and legitimate relationships."""

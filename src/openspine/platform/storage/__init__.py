@@ -1,0 +1,41 @@
+"""The storage port, its two adapters (SQLite, PostgreSQL) and the migrations they share."""
+
+from openspine.platform.storage.ports import (
+    AlreadyExists,
+    AuditRecord,
+    AuditRow,
+    ConsumeNonce,
+    IdempotencyKeyTaken,
+    IdempotencyRecord,
+    NonceReplayed,
+    OutboxMessage,
+    PutResource,
+    ResourceState,
+    Store,
+    StoredResource,
+    StoreError,
+    StoreUnavailable,
+    VersionConflict,
+    WriteResult,
+    WriteSet,
+)
+
+__all__ = [
+    "AlreadyExists",
+    "AuditRecord",
+    "AuditRow",
+    "ConsumeNonce",
+    "IdempotencyKeyTaken",
+    "IdempotencyRecord",
+    "NonceReplayed",
+    "OutboxMessage",
+    "PutResource",
+    "ResourceState",
+    "Store",
+    "StoreError",
+    "StoreUnavailable",
+    "StoredResource",
+    "VersionConflict",
+    "WriteResult",
+    "WriteSet",
+]

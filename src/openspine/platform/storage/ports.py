@@ -1,0 +1,198 @@
+"""The storage port: what services may ask of a store, in the store's own vocabulary.
+
+A write is a declarative :class:`WriteSet` (conditional resource puts, audit events, outbox
+messages, an idempotency record, single-use nonces) that the adapter's group-commit writer applies
+atomically: all of it commits, or none of it does. Reads return stored bytes untouched.
+
+Adapters translate their driver's exceptions into :class:`StoreError` subclasses; nothing above
+this package sees a driver type. The port is async: the SQLite adapter answers point reads
+synchronously inside the coroutine (cheaper than a thread hop, see ADR 0004), the PostgreSQL
+adapter awaits its pool.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
+
+__all__ = [
+    "AlreadyExists",
+    "AuditRecord",
+    "AuditRow",
+    "ConsumeNonce",
+    "IdempotencyKeyTaken",
+    "IdempotencyRecord",
+    "NonceReplayed",
+    "OutboxMessage",
+    "PutResource",
+    "ResourceState",
+    "Store",
+    "StoreError",
+    "StoreUnavailable",
+    "StoredResource",
+    "VersionConflict",
+    "WriteResult",
+    "WriteSet",
+]
+
+
+class StoreError(Exception):
+    """Base of storage failures, free of driver types."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be reached or refused the transaction; safe to retry later."""
+
+
+class VersionConflict(StoreError):
+    """A conditional put found another version than the one expected."""
+
+
+class AlreadyExists(StoreError):
+    """A create found the resource already there."""
+
+
+class NonceReplayed(StoreError):
+    """A single-use value (a JWT ``jti``) was already consumed."""
+
+
+class IdempotencyKeyTaken(StoreError):
+    """Another write with the same caller and X-Request-ID committed first."""
+
+
+class ResourceState(StrEnum):
+    ACTIVE = "active"
+    SUPERSEDED = "superseded"
+    INVALIDATED = "invalidated"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResource:
+    """A versioned resource as stored: canonical JSON bytes and its access-restricted copy."""
+
+    resource_type: str
+    id: str
+    version: int
+    state: ResourceState
+    body: bytes
+    restricted_body: bytes | None = None
+    successor_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PutResource:
+    """Create (``expected_version=None``) or conditionally replace a resource.
+
+    ``body`` must already carry the new version in its ``meta.versionId``: the caller renders it,
+    the store only checks that ``expected_version`` is still current and stores ``version``.
+    """
+
+    resource_type: str
+    id: str
+    version: int
+    body: bytes
+    expected_version: int | None
+    state: ResourceState = ResourceState.ACTIVE
+    restricted_body: bytes | None = None
+    successor_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """One audit event's canonical bytes; the writer chains it (sequence number and hash)."""
+
+    event_id: str
+    recorded_at: str
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRow:
+    """An audit event as stored in the chain."""
+
+    seq: int
+    event_id: str
+    recorded_at: str
+    payload: bytes
+    prev_hash: str
+    hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxMessage:
+    topic: str
+    key: str
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyRecord:
+    """The first response to a write, replayed for a retry with the same X-Request-ID."""
+
+    caller: str
+    request_id: str
+    fingerprint: str
+    status: int
+    headers: bytes
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumeNonce:
+    issuer: str
+    value: str
+    expires_at: int
+
+
+@dataclass(slots=True)
+class WriteSet:
+    """Everything one use case writes; committed atomically by the group-commit writer."""
+
+    puts: list[PutResource] = field(default_factory=list)
+    audit: list[AuditRecord] = field(default_factory=list)
+    outbox: list[OutboxMessage] = field(default_factory=list)
+    nonces: list[ConsumeNonce] = field(default_factory=list)
+    idempotency: IdempotencyRecord | None = None
+
+    def is_empty(self) -> bool:
+        return not (self.puts or self.audit or self.outbox or self.nonces or self.idempotency)
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    audit_seqs: tuple[int, ...]
+
+
+class Store(Protocol):
+    """The storage port. One instance per process, opened by ``start`` and closed by ``close``."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Raise :class:`StoreUnavailable` unless the store answers."""
+
+    async def get(self, resource_type: str, resource_id: str) -> StoredResource | None: ...
+
+    async def get_many(
+        self, resource_type: str, resource_ids: Sequence[str]
+    ) -> list[StoredResource]: ...
+
+    async def count(self, resource_type: str) -> int: ...
+
+    async def write(self, writes: WriteSet) -> WriteResult:
+        """Apply atomically; answer only once the commit is durable (group-committed)."""
+
+    async def bulk_load(self, resources: Iterable[PutResource], audit: AuditRecord) -> int:
+        """Insert many new resources in large transactions, with one audit event; return count."""
+
+    async def get_idempotency(self, caller: str, request_id: str) -> IdempotencyRecord | None: ...
+
+    def audit_rows(self, batch_size: int = 5000) -> AsyncIterator[AuditRow]:
+        """Every audit row in sequence order."""
+
+    async def audit_head(self) -> tuple[int, str]:
+        """The chain head (last sequence number, its hash) as recorded by the writer."""

@@ -1,0 +1,310 @@
+"""PostgreSQL adapter: psycopg 3 with an async pool and an async group-commit writer task.
+
+The writer takes every waiting write set (up to ``max_batch``), applies each inside a savepoint
+of one transaction, commits once and answers them all. The audit chain head row is locked
+(``SELECT … FOR UPDATE``) for the batch, so API nodes on many machines append one chain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Iterable, Sequence
+from typing import Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from openspine.platform.storage.batching import ChainCursor
+from openspine.platform.storage.ports import (
+    AlreadyExists,
+    AuditRecord,
+    AuditRow,
+    IdempotencyKeyTaken,
+    IdempotencyRecord,
+    NonceReplayed,
+    PutResource,
+    ResourceState,
+    StoredResource,
+    StoreError,
+    StoreUnavailable,
+    VersionConflict,
+    WriteResult,
+    WriteSet,
+)
+from openspine.platform.storage.sql import SQL, for_postgres
+
+__all__ = ["PostgresStore"]
+
+
+class _Q:
+    GET = for_postgres(SQL.GET)
+    COUNT = for_postgres(SQL.COUNT)
+    INSERT = for_postgres(SQL.INSERT)
+    UPDATE = for_postgres(SQL.UPDATE)
+    HISTORY = for_postgres(SQL.HISTORY)
+    AUDIT_HEAD_LOCK = SQL.AUDIT_HEAD + " FOR UPDATE"
+    AUDIT_HEAD = SQL.AUDIT_HEAD
+    AUDIT_HEAD_SET = for_postgres(SQL.AUDIT_HEAD_SET)
+    AUDIT_INSERT = for_postgres(SQL.AUDIT_INSERT)
+    AUDIT_ROWS = for_postgres(SQL.AUDIT_ROWS)
+    OUTBOX_INSERT = for_postgres(SQL.OUTBOX_INSERT)
+    NONCE_INSERT = for_postgres(SQL.NONCE_INSERT)
+    NONCE_PURGE = for_postgres(SQL.NONCE_PURGE)
+    IDEMPOTENCY_INSERT = for_postgres(SQL.IDEMPOTENCY_INSERT)
+    IDEMPOTENCY_GET = for_postgres(SQL.IDEMPOTENCY_GET)
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+class PostgresStore:
+    def __init__(self, url: str, *, max_batch: int = 512, pool_size: int = 8) -> None:
+        self._pool = AsyncConnectionPool(
+            url,
+            min_size=2,
+            max_size=max(2, pool_size),
+            open=False,
+            kwargs={"autocommit": True},
+        )
+        self._max_batch = max_batch
+        self._queue: asyncio.Queue[tuple[Any, asyncio.Future[Any]]] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        try:
+            await self._pool.open(wait=True, timeout=10)
+        except psycopg.Error as exc:
+            raise StoreUnavailable("cannot connect to PostgreSQL") from exc
+        except Exception as exc:  # psycopg_pool.PoolTimeout is not a psycopg.Error
+            raise StoreUnavailable("cannot connect to PostgreSQL") from exc
+        self._writer = asyncio.create_task(self._writer_main(), name="openspine-pg-writer")
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+            self._writer = None
+        await self._pool.close()
+
+    async def _fetchone(self, query: str, params: Sequence[object]) -> tuple[Any, ...] | None:
+        try:
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(query, params)
+                return await cur.fetchone()
+        except psycopg.Error as exc:
+            raise StoreUnavailable("read failed") from exc
+
+    async def ping(self) -> None:
+        await self._fetchone("SELECT 1", ())
+
+    async def get(self, resource_type: str, resource_id: str) -> StoredResource | None:
+        row = await self._fetchone(_Q.GET, (resource_type, resource_id))
+        if row is None:
+            return None
+        return StoredResource(resource_type, resource_id, row[0], ResourceState(row[1]), *row[2:])
+
+    async def get_many(
+        self, resource_type: str, resource_ids: Sequence[str]
+    ) -> list[StoredResource]:
+        found = []
+        for resource_id in resource_ids:
+            resource = await self.get(resource_type, resource_id)
+            if resource is not None:
+                found.append(resource)
+        return found
+
+    async def count(self, resource_type: str) -> int:
+        row = await self._fetchone(_Q.COUNT, (resource_type,))
+        return int(row[0]) if row else 0
+
+    async def get_idempotency(self, caller: str, request_id: str) -> IdempotencyRecord | None:
+        row = await self._fetchone(_Q.IDEMPOTENCY_GET, (caller, request_id))
+        if row is None:
+            return None
+        return IdempotencyRecord(caller, request_id, row[0], row[1], bytes(row[2]), bytes(row[3]))
+
+    async def audit_rows(self, batch_size: int = 5000) -> AsyncIterator[AuditRow]:
+        after = 0
+        while True:
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(_Q.AUDIT_ROWS, (after, batch_size))
+                rows = await cur.fetchall()
+            if not rows:
+                return
+            for seq, event_id, recorded_at, payload, prev_hash, hash_ in rows:
+                yield AuditRow(seq, event_id, recorded_at, bytes(payload), prev_hash, hash_)
+            after = rows[-1][0]
+
+    async def audit_head(self) -> tuple[int, str]:
+        row = await self._fetchone(_Q.AUDIT_HEAD, ())
+        assert row is not None, "migration 0001 creates the head row"
+        return int(row[0]), str(row[1])
+
+    async def write(self, writes: WriteSet) -> WriteResult:
+        future: asyncio.Future[WriteResult] = asyncio.get_running_loop().create_future()
+        await self._queue.put((writes, future))
+        return await future
+
+    async def bulk_load(self, resources: Iterable[PutResource], audit: AuditRecord) -> int:
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        await self._queue.put(((list(resources), audit), future))
+        return await future
+
+    # -- the writer task -----------------------------------------------------------------------
+
+    async def _writer_main(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self._max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            results: list[object]
+            try:
+                results = await self._run_batch(batch)
+            except psycopg.Error as exc:
+                failure = StoreUnavailable("the store refused the transaction")
+                failure.__cause__ = exc
+                results = [failure] * len(batch)
+            for (_job, future), outcome in zip(batch, results, strict=True):
+                if future.cancelled():
+                    continue
+                if isinstance(outcome, BaseException):
+                    future.set_exception(outcome)
+                else:
+                    future.set_result(outcome)
+
+    async def _run_batch(self, batch: list[tuple[Any, asyncio.Future[Any]]]) -> list[object]:
+        results: list[object] = []
+        async with self._pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(_Q.AUDIT_HEAD_LOCK)
+            head = await cur.fetchone()
+            assert head is not None
+            cursor = ChainCursor(int(head[0]), str(head[1]))
+            start = cursor.mark()
+            for job, _future in batch:
+                mark = cursor.mark()
+                try:
+                    async with conn.transaction():
+                        if isinstance(job, WriteSet):
+                            outcome: object = await self._apply(conn, job, cursor)
+                        else:
+                            outcome = await self._bulk(conn, job[0], job[1], cursor)
+                except StoreError as exc:
+                    cursor.rewind(mark)
+                    outcome = exc
+                results.append(outcome)
+            if cursor.mark() != start:
+                await conn.execute(_Q.AUDIT_HEAD_SET, cursor.mark())
+            await conn.execute(_Q.NONCE_PURGE, (int(time.time()) - 3600,))
+        return results
+
+    async def _bulk(
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        resources: list[PutResource],
+        audit: AuditRecord,
+        cursor: ChainCursor,
+    ) -> int:
+        now = _now()
+        async with (
+            conn.cursor() as cur,
+            cur.copy(
+                "COPY resources (resource_type, id, version, state, body, restricted_body,"
+                " successor_id, updated_at) FROM STDIN"
+            ) as copy,
+        ):
+            for r in resources:
+                await copy.write_row(
+                    (
+                        r.resource_type,
+                        r.id,
+                        r.version,
+                        r.state.value,
+                        r.body,
+                        r.restricted_body,
+                        r.successor_id,
+                        now,
+                    )
+                )
+        await conn.execute(_Q.AUDIT_INSERT, cursor.link(audit))
+        return len(resources)
+
+    async def _apply(
+        self, conn: psycopg.AsyncConnection[Any], ws: WriteSet, cursor: ChainCursor
+    ) -> WriteResult:
+        now = _now()
+        if ws.idempotency is not None:
+            rec = ws.idempotency
+            try:
+                await conn.execute(
+                    _Q.IDEMPOTENCY_INSERT,
+                    (
+                        rec.caller,
+                        rec.request_id,
+                        rec.fingerprint,
+                        rec.status,
+                        rec.headers,
+                        rec.body,
+                        now,
+                    ),
+                )
+            except psycopg.errors.UniqueViolation as exc:
+                raise IdempotencyKeyTaken(rec.request_id) from exc
+        for nonce in ws.nonces:
+            try:
+                await conn.execute(_Q.NONCE_INSERT, (nonce.issuer, nonce.value, nonce.expires_at))
+            except psycopg.errors.UniqueViolation as exc:
+                raise NonceReplayed(nonce.issuer) from exc
+        for put in ws.puts:
+            await self._put(conn, put, now)
+        seqs = []
+        for record in ws.audit:
+            row = cursor.link(record)
+            await conn.execute(_Q.AUDIT_INSERT, row)
+            seqs.append(row[0])
+        for message in ws.outbox:
+            await conn.execute(_Q.OUTBOX_INSERT, (message.topic, message.key, message.payload, now))
+        return WriteResult(tuple(seqs))
+
+    @staticmethod
+    async def _put(conn: psycopg.AsyncConnection[Any], put: PutResource, now: str) -> None:
+        if put.expected_version is None:
+            try:
+                await conn.execute(
+                    _Q.INSERT,
+                    (
+                        put.resource_type,
+                        put.id,
+                        put.version,
+                        put.state.value,
+                        put.body,
+                        put.restricted_body,
+                        put.successor_id,
+                        now,
+                    ),
+                )
+            except psycopg.errors.UniqueViolation as exc:
+                raise AlreadyExists(f"{put.resource_type}/{put.id}") from exc
+            return
+        cur = await conn.execute(_Q.GET + " FOR UPDATE", (put.resource_type, put.id))
+        previous = await cur.fetchone()
+        if previous is None or previous[0] != put.expected_version:
+            raise VersionConflict(f"{put.resource_type}/{put.id}")
+        await conn.execute(_Q.HISTORY, (put.resource_type, put.id, previous[0], previous[2], now))
+        await conn.execute(
+            _Q.UPDATE,
+            (
+                put.version,
+                put.state.value,
+                put.body,
+                put.restricted_body,
+                put.successor_id,
+                now,
+                put.resource_type,
+                put.id,
+                put.expected_version,
+            ),
+        )

@@ -1,0 +1,50 @@
+"""SQL shared by both adapters, written with ``?`` placeholders (PostgreSQL's are derived)."""
+
+from __future__ import annotations
+
+__all__ = ["SQL", "for_postgres"]
+
+
+class SQL:
+    GET = (
+        "SELECT version, state, body, restricted_body, successor_id FROM resources"
+        " WHERE resource_type = ? AND id = ?"
+    )
+    COUNT = "SELECT count(*) FROM resources WHERE resource_type = ?"
+    INSERT = (
+        "INSERT INTO resources (resource_type, id, version, state, body, restricted_body,"
+        " successor_id, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    )
+    UPDATE = (
+        "UPDATE resources SET version = ?, state = ?, body = ?, restricted_body = ?,"
+        " successor_id = ?, updated_at = ? WHERE resource_type = ? AND id = ? AND version = ?"
+    )
+    HISTORY = (
+        "INSERT INTO resource_history (resource_type, id, version, body, recorded_at)"
+        " VALUES (?, ?, ?, ?, ?)"
+    )
+    AUDIT_HEAD = "SELECT seq, hash FROM audit_head WHERE chain = 'main'"
+    AUDIT_HEAD_SET = "UPDATE audit_head SET seq = ?, hash = ? WHERE chain = 'main'"
+    AUDIT_INSERT = (
+        "INSERT INTO audit_events (seq, event_id, recorded_at, payload, prev_hash, hash)"
+        " VALUES (?, ?, ?, ?, ?, ?)"
+    )
+    AUDIT_ROWS = (
+        "SELECT seq, event_id, recorded_at, payload, prev_hash, hash FROM audit_events"
+        " WHERE seq > ? ORDER BY seq LIMIT ?"
+    )
+    OUTBOX_INSERT = "INSERT INTO outbox (topic, msg_key, payload, created_at) VALUES (?, ?, ?, ?)"
+    NONCE_INSERT = "INSERT INTO used_nonces (issuer, value, expires_at) VALUES (?, ?, ?)"
+    NONCE_PURGE = "DELETE FROM used_nonces WHERE expires_at < ?"
+    IDEMPOTENCY_INSERT = (
+        "INSERT INTO idempotency (caller, request_id, fingerprint, status, headers, body,"
+        " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+    )
+    IDEMPOTENCY_GET = (
+        "SELECT fingerprint, status, headers, body FROM idempotency"
+        " WHERE caller = ? AND request_id = ?"
+    )
+
+
+def for_postgres(statement: str) -> str:
+    return statement.replace("?", "%s")

@@ -1,0 +1,139 @@
+"""One typed, frozen settings object for a process.
+
+Settings are built explicitly (``Settings(...)``) or from an environment mapping
+(``Settings.from_env(os.environ)``), never read at import time. Bad values abort startup
+(:class:`SettingsError`); secrets are wrapped so they never print.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Secret", "Settings", "SettingsError"]
+
+SETTINGS_FILE = "openspine.json"
+
+
+class SettingsError(ValueError):
+    """A setting is missing or has a value the platform refuses to run with."""
+
+
+class Secret:
+    """A string that does not show itself in ``repr``, ``str`` or logs."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything a process needs to run; see docs/operations.md for each variable."""
+
+    store_url: str
+    token_signing_key_file: Path
+    idp_jwks_file: Path
+    public_base_url: str = "http://127.0.0.1:8000"
+    idp_issuer: str = "https://cis2.openspine.test"
+    access_token_ttl_seconds: int = 600
+    writer_max_batch: int = 512
+    sqlite_synchronous: str = "FULL"
+    postgres_pool_size: int = 8
+    demo_mode: bool = False
+    log_level: str = "INFO"
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not (
+            self.store_url.startswith("sqlite:///") or self.store_url.startswith("postgresql://")
+        ):
+            raise SettingsError("store_url must start with sqlite:/// or postgresql://")
+        if not self.public_base_url.startswith(("http://", "https://")):
+            raise SettingsError("public_base_url must be an http(s) URL")
+        if not 30 <= self.access_token_ttl_seconds <= 3600:
+            raise SettingsError("access_token_ttl_seconds must be between 30 and 3600")
+        if not 1 <= self.writer_max_batch <= 10_000:
+            raise SettingsError("writer_max_batch must be between 1 and 10000")
+        if self.sqlite_synchronous not in {"FULL", "EXTRA", "NORMAL"}:
+            raise SettingsError("sqlite_synchronous must be FULL, EXTRA or NORMAL")
+        if self.log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise SettingsError("log_level must be DEBUG, INFO, WARNING or ERROR")
+
+    @property
+    def token_url(self) -> str:
+        return self.public_base_url.rstrip("/") + "/oauth2/token"
+
+    def with_base_url(self, base_url: str) -> Settings:
+        return replace(self, public_base_url=base_url)
+
+    @classmethod
+    def for_data_dir(cls, data_dir: Path, *, base_url: str | None = None) -> Settings:
+        """Settings of a store created by ``openspine demo`` (read from DIR/openspine.json)."""
+        path = data_dir / SETTINGS_FILE
+        if not path.is_file():
+            raise SettingsError(f"no OpenSpine store in {data_dir} (missing {SETTINGS_FILE})")
+        raw = json.loads(path.read_text())
+        values: dict[str, Any] = {
+            "store_url": raw["store_url"].replace("{data_dir}", str(data_dir)),
+            "token_signing_key_file": data_dir / raw["token_signing_key_file"],
+            "idp_jwks_file": data_dir / raw["idp_jwks_file"],
+            "demo_mode": bool(raw.get("demo_mode", False)),
+        }
+        if base_url is not None:
+            values["public_base_url"] = base_url
+        return cls(**values)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        """Settings from ``OPENSPINE_*`` variables; missing required ones abort."""
+
+        def need(name: str) -> str:
+            value = env.get(name)
+            if not value:
+                raise SettingsError(f"{name} must be set")
+            return value
+
+        def integer(name: str, default: int) -> int:
+            value = env.get(name)
+            if value is None:
+                return default
+            try:
+                return int(value)
+            except ValueError:
+                raise SettingsError(f"{name} must be an integer") from None
+
+        demo = env.get("OPENSPINE_DEMO_MODE", "false").lower()
+        if demo not in {"true", "false"}:
+            raise SettingsError("OPENSPINE_DEMO_MODE must be true or false")
+        return cls(
+            store_url=need("OPENSPINE_STORE"),
+            token_signing_key_file=Path(need("OPENSPINE_TOKEN_SIGNING_KEY_FILE")),
+            idp_jwks_file=Path(need("OPENSPINE_IDP_JWKS_FILE")),
+            public_base_url=env.get("OPENSPINE_PUBLIC_BASE_URL", "http://127.0.0.1:8000"),
+            idp_issuer=env.get("OPENSPINE_IDP_ISSUER", "https://cis2.openspine.test"),
+            access_token_ttl_seconds=integer("OPENSPINE_ACCESS_TOKEN_TTL", 600),
+            writer_max_batch=integer("OPENSPINE_WRITER_MAX_BATCH", 512),
+            sqlite_synchronous=env.get("OPENSPINE_SQLITE_SYNCHRONOUS", "FULL"),
+            postgres_pool_size=integer("OPENSPINE_POSTGRES_POOL_SIZE", 8),
+            demo_mode=demo == "true",
+            log_level=env.get("OPENSPINE_LOG_LEVEL", "INFO"),
+        )

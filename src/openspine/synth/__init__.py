@@ -1,0 +1,1 @@
+"""Deterministic synthetic population: patients, organisations, users and demo applications."""
