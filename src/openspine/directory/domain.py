@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
-from typing import Any
 from enum import StrEnum
+from typing import Any
 
 import msgspec
 
