@@ -160,8 +160,10 @@ class SqliteStore:
             rows = conn.execute(SQL.AUDIT_ROWS, (after, batch_size)).fetchall()
             if not rows:
                 return
-            for row in rows:
-                yield AuditRow(*row)
+            for seq, event_id, recorded_at, payload, prev_hash, hash_ in rows:
+                if not isinstance(payload, bytes):  # a value rewritten as text by hand
+                    payload = str(payload).encode()
+                yield AuditRow(seq, event_id, recorded_at, payload, prev_hash, hash_)
             after = rows[-1][0]
 
     async def audit_head(self) -> tuple[int, str]:

@@ -1,0 +1,40 @@
+# OpenSpine — `make help` lists the targets.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+DATA_DIR ?= data/demo
+PORT ?= 8000
+PATIENTS ?= 10000
+
+.PHONY: help install run test lint typecheck unit contract api e2e bench clean
+
+help: ## Show this help
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(BIN)/openspine: pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $@
+
+install: $(BIN)/openspine ## Create .venv and install OpenSpine with its dev tools
+
+run: install ## Run the platform with demo data on the embedded store (DATA_DIR, PORT, PATIENTS)
+	$(BIN)/openspine demo --data-dir $(DATA_DIR) --port $(PORT) --patients $(PATIENTS)
+
+lint: install ## ruff
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+typecheck: install ## mypy --strict on the package
+	$(BIN)/mypy
+
+test: install lint typecheck ## Lint, type-check and run every test (PostgreSQL contract tests need OPENSPINE_TEST_POSTGRES_URL)
+	$(BIN)/pytest
+
+bench: install ## PDS read benchmark against the raw ASGI ceiling (needs wrk; see docs/benchmarks.md)
+	$(BIN)/python -m bench.run
+
+clean: ## Remove the virtualenv, caches and demo data
+	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,198 @@
+"""One contract suite, run against every storage adapter (SQLite always; PostgreSQL when
+OPENSPINE_TEST_POSTGRES_URL names a server, as CI does)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from openspine.platform.audit.events import AuditAction, AuditContext, AuditOutcome, audit_record
+from openspine.platform.audit.verify import verify_chain
+from openspine.platform.storage.factory import open_store
+from openspine.platform.storage.migrate import upgrade
+from openspine.platform.storage.ports import (
+    AlreadyExists,
+    ConsumeNonce,
+    IdempotencyKeyTaken,
+    IdempotencyRecord,
+    NonceReplayed,
+    OutboxMessage,
+    PutResource,
+    ResourceState,
+    Store,
+    VersionConflict,
+    WriteSet,
+)
+
+pytestmark = pytest.mark.anyio
+PG_URL = os.environ.get("OPENSPINE_TEST_POSTGRES_URL")
+
+Execute = Callable[[str], None]
+
+
+def audit() -> object:
+    return audit_record(action=AuditAction.TEST_WRITE, outcome=AuditOutcome.SUCCESS,
+                        principal=None, context=AuditContext(str(uuid.uuid4()), None))
+
+
+def put(rid: str, version: int = 1, expected: int | None = None, body: bytes = b"{}"
+        ) -> PutResource:
+    return PutResource("Thing", rid, version, body, expected)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def store_and_sql(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[tuple[Store, Execute]]:
+    if request.param == "sqlite":
+        path = tmp_path / "contract.db"
+        url = f"sqlite:///{path}"
+        upgrade(url)
+
+        def execute(statement: str) -> None:
+            with sqlite3.connect(path) as conn:
+                conn.executescript(statement)
+            conn.close()
+
+        drop: Callable[[], None] = lambda: None  # noqa: E731
+    else:
+        if not PG_URL:
+            pytest.skip("OPENSPINE_TEST_POSTGRES_URL is not set (CI sets it)")
+        import psycopg
+
+        name = f"openspine_contract_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(PG_URL, autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+        url = PG_URL.rsplit("/", 1)[0] + f"/{name}"
+        upgrade(url)
+
+        def execute(statement: str) -> None:
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute(statement)  # type: ignore[arg-type]
+
+        def drop() -> None:
+            with psycopg.connect(PG_URL, autocommit=True) as admin:
+                admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+    store = open_store(url, max_batch=64)
+    await store.start()
+    try:
+        yield store, execute
+    finally:
+        await store.close()
+        drop()
+
+
+async def test_create_read_and_conditional_update(store_and_sql: tuple[Store, Execute]) -> None:
+    store, _ = store_and_sql
+    await store.write(WriteSet(puts=[put("a", body=b'{"v":1}')]))
+    got = await store.get("Thing", "a")
+    assert got is not None
+    assert (got.version, got.body, got.state) == (1, b'{"v":1}', ResourceState.ACTIVE)
+    await store.write(WriteSet(puts=[put("a", 2, expected=1, body=b'{"v":2}')]))
+    got = await store.get("Thing", "a")
+    assert got is not None
+    assert (got.version, got.body) == (2, b'{"v":2}')
+    assert await store.get("Thing", "missing") is None
+
+
+async def test_stale_update_conflicts_and_changes_nothing(
+    store_and_sql: tuple[Store, Execute],
+) -> None:
+    store, _ = store_and_sql
+    await store.write(WriteSet(puts=[put("b")]))
+    head = await store.audit_head()
+    with pytest.raises(VersionConflict):
+        await store.write(WriteSet(puts=[put("b", 2, expected=7)], audit=[audit()]))  # type: ignore[list-item]
+    assert (await store.audit_head()) == head
+    got = await store.get("Thing", "b")
+    assert got is not None and got.version == 1
+
+
+async def test_create_twice_is_refused(store_and_sql: tuple[Store, Execute]) -> None:
+    store, _ = store_and_sql
+    await store.write(WriteSet(puts=[put("c")]))
+    with pytest.raises(AlreadyExists):
+        await store.write(WriteSet(puts=[put("c")]))
+
+
+async def test_group_commit_isolates_a_failing_write_set(
+    store_and_sql: tuple[Store, Execute],
+) -> None:
+    store, _ = store_and_sql
+    await store.write(WriteSet(puts=[put("dup")]))
+    writes = [
+        WriteSet(puts=[put(f"g{i}")], audit=[audit()],  # type: ignore[list-item]
+                 outbox=[OutboxMessage("test", f"g{i}", b"{}")])
+        for i in range(20)
+    ]
+    writes.insert(10, WriteSet(puts=[put("g-bad"), put("dup")], audit=[audit()]))  # type: ignore[list-item]
+    results = await asyncio.gather(*(store.write(w) for w in writes), return_exceptions=True)
+    failures = [r for r in results if isinstance(r, Exception)]
+    assert len(failures) == 1 and isinstance(failures[0], AlreadyExists)
+    assert await store.get("Thing", "g-bad") is None  # the failed set left nothing behind
+    assert await store.count("Thing") == 21
+    assert (await verify_chain(store)).ok
+
+
+async def test_nonce_is_single_use(store_and_sql: tuple[Store, Execute]) -> None:
+    store, _ = store_and_sql
+    nonce = ConsumeNonce("client", "jti-1", 2_000_000_000)
+    await store.write(WriteSet(nonces=[nonce]))
+    with pytest.raises(NonceReplayed):
+        await store.write(WriteSet(nonces=[nonce]))
+
+
+async def test_idempotency_record(store_and_sql: tuple[Store, Execute]) -> None:
+    store, _ = store_and_sql
+    record = IdempotencyRecord("caller", "rid", "fp", 201, b"{}", b'{"id":1}')
+    await store.write(WriteSet(puts=[put("i")], idempotency=record))
+    assert await store.get_idempotency("caller", "rid") == record
+    assert await store.get_idempotency("other", "rid") is None
+    with pytest.raises(IdempotencyKeyTaken):
+        await store.write(WriteSet(puts=[put("i2")], idempotency=record))
+    assert await store.get("Thing", "i2") is None
+
+
+async def test_bulk_load_is_audited(store_and_sql: tuple[Store, Execute]) -> None:
+    store, _ = store_and_sql
+    loaded = await store.bulk_load((put(f"bulk{i}") for i in range(500)), audit())  # type: ignore[arg-type]
+    assert loaded == 500
+    assert await store.count("Thing") == 500
+    result = await verify_chain(store)
+    assert result.ok and result.checked == 1
+
+
+async def _chain_of(store: Store, n: int) -> None:
+    for _ in range(n):
+        await store.write(WriteSet(audit=[audit()]))  # type: ignore[list-item]
+
+
+@pytest.mark.parametrize(
+    ("tamper", "bad_seq"),
+    [
+        ("UPDATE audit_events SET payload = payload || payload WHERE seq = 3", 3),
+        ("DELETE FROM audit_events WHERE seq = 4", 4),
+        ("UPDATE audit_events SET seq = -1 WHERE seq = 2;"
+         " UPDATE audit_events SET seq = 2 WHERE seq = 5;"
+         " UPDATE audit_events SET seq = 5 WHERE seq = -1", 2),
+        ("DELETE FROM audit_events WHERE seq = 6", 6),
+    ],
+    ids=["edit", "delete", "reorder", "truncate"],
+)
+async def test_tampering_is_detected(
+    store_and_sql: tuple[Store, Execute], tamper: str, bad_seq: int
+) -> None:
+    store, execute = store_and_sql
+    await _chain_of(store, 6)
+    assert (await verify_chain(store)).ok
+    execute(tamper)
+    result = await verify_chain(store)
+    assert not result.ok
+    assert result.first_bad_seq == bad_seq
