@@ -85,14 +85,19 @@ class Clients:
     def assertion(self, client_id: str, **overrides: Any) -> str:
         app = self.app(client_id)
         key = load_private_key(self.dir / app["private_key_file"])
-        return client_assertion(key, app["kid"], client_id, f"{BASE_URL}/oauth2/token",
-                                **overrides)
+        return client_assertion(key, app["kid"], client_id, f"{BASE_URL}/oauth2/token", **overrides)
 
     def id_token(self, user_id: str, role_profile_id: str, client_id: str) -> str:
         idp = self.creds["identity_provider"]
         key = load_private_key(self.dir / idp["private_key_file"])
-        return id_token(key, idp["kid"], issuer=idp["issuer"], client_id=client_id,
-                        user_id=user_id, role_profile_id=role_profile_id)
+        return id_token(
+            key,
+            idp["kid"],
+            issuer=idp["issuer"],
+            client_id=client_id,
+            user_id=user_id,
+            role_profile_id=role_profile_id,
+        )
 
     def user(self, job_role: str) -> tuple[str, str]:
         for user in self.creds["users"]:
@@ -111,4 +116,4 @@ def clients(demo_dir: Path, credentials: dict[str, Any]) -> Clients:
 def request_headers() -> Iterator[dict[str, str]]:
     import uuid
 
-    yield {"X-Request-ID": str(uuid.uuid4())}
+    return {"X-Request-ID": str(uuid.uuid4())}

@@ -268,3 +268,7 @@ def migrate(data_dir: Path | None, store_url: str | None) -> None:
         raise click.UsageError("give --data-dir or --store (or set OPENSPINE_STORE)")
     upgrade(store_url)
     click.echo("store schema is at the latest migration")
+
+
+if __name__ == "__main__":
+    main()

@@ -24,8 +24,14 @@ pytestmark = pytest.mark.anyio
 TOKEN_URL = f"{BASE_URL}/oauth2/token"
 
 
-def signed(clients: Clients, claims: dict[str, object], *, alg: str = "RS512",
-           kid: str | None = None, client_id: str = BACKEND) -> str:
+def signed(
+    clients: Clients,
+    claims: dict[str, object],
+    *,
+    alg: str = "RS512",
+    kid: str | None = None,
+    client_id: str = BACKEND,
+) -> str:
     app = clients.app(client_id)
     key = load_private_key(clients.dir / app["private_key_file"])
     return jwt.encode(claims, key, algorithm=alg, headers={"kid": kid or app["kid"]})
@@ -33,8 +39,13 @@ def signed(clients: Clients, claims: dict[str, object], *, alg: str = "RS512",
 
 def claims(client_id: str = BACKEND, **overrides: object) -> dict[str, object]:
     now = int(time.time())
-    base: dict[str, object] = {"iss": client_id, "sub": client_id, "aud": TOKEN_URL,
-                               "jti": str(uuid.uuid4()), "exp": now + 300}
+    base: dict[str, object] = {
+        "iss": client_id,
+        "sub": client_id,
+        "aud": TOKEN_URL,
+        "jti": str(uuid.uuid4()),
+        "exp": now + 300,
+    }
     base.update(overrides)
     return {k: v for k, v in base.items() if v is not None}
 
@@ -86,8 +97,9 @@ async def test_unknown_kid(client: httpx.AsyncClient, clients: Clients) -> None:
 async def test_key_of_another_client(client: httpx.AsyncClient, clients: Clients) -> None:
     other = clients.app(CLINICAL)
     key = load_private_key(clients.dir / other["private_key_file"])
-    forged = jwt.encode(claims(), key, algorithm="RS512",
-                        headers={"kid": clients.app(BACKEND)["kid"]})
+    forged = jwt.encode(
+        claims(), key, algorithm="RS512", headers={"kid": clients.app(BACKEND)["kid"]}
+    )
     assert "signature" in await denied(client, app_token_form(forged))
 
 
@@ -108,32 +120,55 @@ async def test_hmac_algorithm_confusion_is_refused(
     client: httpx.AsyncClient, demo_settings: Settings
 ) -> None:
     """An HS512 token keyed with the platform's *public* key must not pass as an access token."""
-    public_pem = load_private_key(demo_settings.token_signing_key_file).public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    public_pem = (
+        load_private_key(demo_settings.token_signing_key_file)
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
 
     def b64(data: bytes) -> str:
         return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
     header = b64(json.dumps({"alg": "HS512", "typ": "JWT"}).encode())
-    payload = b64(json.dumps(
-        {"iss": TOKEN_URL, "aud": BASE_URL, "sub": "x", "jti": "x", "exp": int(time.time()) + 60,
-         "mode": "application-restricted", "client_id": BACKEND, "perms": ["pds:patient:read"]}
-    ).encode())
+    payload = b64(
+        json.dumps(
+            {
+                "iss": TOKEN_URL,
+                "aud": BASE_URL,
+                "sub": "x",
+                "jti": "x",
+                "exp": int(time.time()) + 60,
+                "mode": "application-restricted",
+                "client_id": BACKEND,
+                "perms": ["pds:patient:read"],
+            }
+        ).encode()
+    )
     mac = hmac.new(public_pem, f"{header}.{payload}".encode(), hashlib.sha512).digest()
     response = await client.get(
         f"{PATIENT_BASE}/Patient/9000000009",
-        headers={"Authorization": f"Bearer {header}.{payload}.{b64(mac)}",
-                 "X-Request-ID": str(uuid.uuid4())},
+        headers={
+            "Authorization": f"Bearer {header}.{payload}.{b64(mac)}",
+            "X-Request-ID": str(uuid.uuid4()),
+        },
     )
     assert response.status_code == 401
 
 
 async def test_access_token_signed_by_another_key(client: httpx.AsyncClient) -> None:
     forged = jwt.encode(
-        {"iss": TOKEN_URL, "aud": BASE_URL, "sub": "x", "jti": "x", "exp": int(time.time()) + 60,
-         "mode": "application-restricted", "client_id": BACKEND, "perms": ["pds:patient:read"]},
-        generate_private_key(), algorithm="RS512",
+        {
+            "iss": TOKEN_URL,
+            "aud": BASE_URL,
+            "sub": "x",
+            "jti": "x",
+            "exp": int(time.time()) + 60,
+            "mode": "application-restricted",
+            "client_id": BACKEND,
+            "perms": ["pds:patient:read"],
+        },
+        generate_private_key(),
+        algorithm="RS512",
     )
     response = await client.get(
         f"{PATIENT_BASE}/Patient/9000000009",
@@ -154,8 +189,9 @@ async def test_tampered_access_token(client: httpx.AsyncClient, clients: Clients
 
 
 async def test_missing_token(client: httpx.AsyncClient) -> None:
-    response = await client.get(f"{PATIENT_BASE}/Patient/9000000009",
-                                headers={"X-Request-ID": str(uuid.uuid4())})
+    response = await client.get(
+        f"{PATIENT_BASE}/Patient/9000000009", headers={"X-Request-ID": str(uuid.uuid4())}
+    )
     assert response.status_code == 401
     assert response.json()["issue"][0]["details"]["coding"][0]["code"] == "ACCESS_DENIED"
 
@@ -176,8 +212,9 @@ async def test_role_profile_of_another_user_is_refused(
 ) -> None:
     user_id, _ = clients.user("R8000")
     _, other_rp = clients.user("R8003")
-    form = user_token_form(clients.assertion(CLINICAL),
-                           clients.id_token(user_id, other_rp, CLINICAL))
+    form = user_token_form(
+        clients.assertion(CLINICAL), clients.id_token(user_id, other_rp, CLINICAL)
+    )
     assert "role profile" in await denied(client, form)
 
 
@@ -186,9 +223,15 @@ async def test_id_token_not_from_the_identity_provider(
 ) -> None:
     user_id, rp_id = clients.user("R8000")
     fake = jwt.encode(
-        {"iss": clients.creds["identity_provider"]["issuer"], "aud": CLINICAL, "sub": user_id,
-         "exp": int(time.time()) + 60, "selected_roleid": rp_id},
-        generate_private_key(), algorithm="RS512",
+        {
+            "iss": clients.creds["identity_provider"]["issuer"],
+            "aud": CLINICAL,
+            "sub": user_id,
+            "exp": int(time.time()) + 60,
+            "selected_roleid": rp_id,
+        },
+        generate_private_key(),
+        algorithm="RS512",
         headers={"kid": clients.creds["identity_provider"]["kid"]},
     )
     assert "signature" in await denied(client, user_token_form(clients.assertion(CLINICAL), fake))

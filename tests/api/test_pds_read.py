@@ -28,14 +28,14 @@ def coding(response: httpx.Response) -> dict[str, str]:
     return dict(issue["details"]["coding"][0])
 
 
-async def read(http: httpx.AsyncClient, token: str, nhs_number: str, **headers: str
-               ) -> httpx.Response:
+async def read(
+    http: httpx.AsyncClient, token: str, nhs_number: str, **headers: str
+) -> httpx.Response:
     import uuid
 
     return await http.get(
         f"{PATIENT_BASE}/Patient/{nhs_number}",
-        headers={"Authorization": f"Bearer {token}", "X-Request-ID": str(uuid.uuid4()),
-                 **headers},
+        headers={"Authorization": f"Bearer {token}", "X-Request-ID": str(uuid.uuid4()), **headers},
     )
 
 
@@ -53,9 +53,11 @@ async def test_ordinary_patient_with_etag(client: httpx.AsyncClient, clients: Cl
 async def test_matches_the_nhs_sandbox_characteristics(
     client: httpx.AsyncClient, clients: Clients
 ) -> None:
-    stub = json.loads(reference_file(
-        "pds/karate-tests/src/test/java/mocks/stubs/patientResponses/patient_9000000009.json"
-    ).read_text())
+    stub = json.loads(
+        reference_file(
+            "pds/karate-tests/src/test/java/mocks/stubs/patientResponses/patient_9000000009.json"
+        ).read_text()
+    )
     ours = (await read(client, await user_token(client, clients, GP), "9000000009")).json()
     for field in ("id", "gender", "birthDate", "deceasedDateTime", "multipleBirthInteger"):
         assert ours[field] == stub[field], field
@@ -67,9 +69,11 @@ async def test_matches_the_nhs_sandbox_characteristics(
 async def test_restricted_patient_matches_sandbox_redaction(
     client: httpx.AsyncClient, clients: Clients
 ) -> None:
-    stub = json.loads(reference_file(
-        "pds/karate-tests/src/test/java/mocks/stubs/patientResponses/patient_9000000025.json"
-    ).read_text())
+    stub = json.loads(
+        reference_file(
+            "pds/karate-tests/src/test/java/mocks/stubs/patientResponses/patient_9000000025.json"
+        ).read_text()
+    )
     ours = (await read(client, await user_token(client, clients, GP), "9000000025")).json()
     assert set(ours) == set(stub)
     for hidden in ("address", "telecom", "generalPractitioner"):
@@ -116,9 +120,11 @@ async def test_errors_use_spine_codes(
 async def test_error_payload_matches_the_nhs_stub(
     client: httpx.AsyncClient, clients: Clients
 ) -> None:
-    stub = json.loads(reference_file(
-        "pds/karate-tests/src/test/java/mocks/stubs/errorResponses/INVALIDATED_RESOURCE.json"
-    ).read_text())
+    stub = json.loads(
+        reference_file(
+            "pds/karate-tests/src/test/java/mocks/stubs/errorResponses/INVALIDATED_RESOURCE.json"
+        ).read_text()
+    )
     response = await read(client, await user_token(client, clients, GP), "9000000068")
     assert response.json() == stub
 
@@ -173,8 +179,9 @@ async def test_metadata_is_a_capability_statement(client: httpx.AsyncClient) -> 
     assert statement["rest"][0]["resource"][0]["type"] == "Patient"
 
 
-async def test_emitted_patient_is_valid_fhir_r4(client: httpx.AsyncClient, clients: Clients
-                                                ) -> None:
+async def test_emitted_patient_is_valid_fhir_r4(
+    client: httpx.AsyncClient, clients: Clients
+) -> None:
     from fhir.resources.R4B.patient import Patient
 
     response = await read(client, await user_token(client, clients, GP), "9000000009")

@@ -15,7 +15,12 @@ from starlette.responses import Response
 from openspine.app import create_app
 from openspine.platform.audit.events import AuditAction, AuditOutcome, audit_record
 from openspine.platform.http import SecuredRoute, audit_context, fhir_response
-from openspine.platform.idempotency import PreparedWrite, WrittenResponse, fingerprint, run_idempotent
+from openspine.platform.idempotency import (
+    PreparedWrite,
+    WrittenResponse,
+    fingerprint,
+    run_idempotent,
+)
 from openspine.platform.security.principal import Principal
 from openspine.platform.security.rbac import Permission
 from openspine.platform.storage.ports import PutResource, WriteSet
@@ -37,8 +42,9 @@ async def test_missing_request_id(client: httpx.AsyncClient) -> None:
 
 
 async def test_invalid_request_id(client: httpx.AsyncClient) -> None:
-    response = await client.get(f"{PATIENT_BASE}/Patient/9000000009",
-                                headers={"X-Request-ID": "1234"})
+    response = await client.get(
+        f"{PATIENT_BASE}/Patient/9000000009", headers={"X-Request-ID": "1234"}
+    )
     assert response.status_code == 400
     assert code_of(response) == "INVALID_VALUE"
     assert "X-Request-ID" in response.json()["issue"][0]["diagnostics"]
@@ -48,8 +54,11 @@ async def test_ids_are_echoed(client: httpx.AsyncClient, clients: Clients) -> No
     request_id = str(uuid.uuid4())
     response = await client.get(
         f"{PATIENT_BASE}/Patient/9000000009",
-        headers={"X-Request-ID": request_id, "X-Correlation-ID": "trace-1",
-                 "Authorization": f"Bearer {await app_token(client, clients)}"},
+        headers={
+            "X-Request-ID": request_id,
+            "X-Correlation-ID": "trace-1",
+            "Authorization": f"Bearer {await app_token(client, clients)}",
+        },
     )
     assert response.status_code == 200
     assert response.headers["x-request-id"] == request_id
@@ -58,8 +67,9 @@ async def test_ids_are_echoed(client: httpx.AsyncClient, clients: Clients) -> No
 
 async def test_status_and_metrics(client: httpx.AsyncClient) -> None:
     assert (await client.get("/_status")).json()["status"] == "pass"
-    await client.get(f"{PATIENT_BASE}/Patient/9000000009",
-                     headers={"X-Request-ID": str(uuid.uuid4())})
+    await client.get(
+        f"{PATIENT_BASE}/Patient/9000000009", headers={"X-Request-ID": str(uuid.uuid4())}
+    )
     metrics = (await client.get("/metrics")).text
     assert 'route="/personal-demographics/FHIR/R4/Patient/{nhs_number}"' in metrics
     assert "9000000009" not in metrics
@@ -93,32 +103,41 @@ async def write_client(demo_settings: Settings) -> AsyncIterator[httpx.AsyncClie
             return PreparedWrite(
                 WriteSet(
                     puts=[PutResource("test.Item", item_id, 1, body, None)],
-                    audit=[audit_record(action=AuditAction.TEST_WRITE,
-                                        outcome=AuditOutcome.SUCCESS, principal=principal,
-                                        context=audit_context(request))],
+                    audit=[
+                        audit_record(
+                            action=AuditAction.TEST_WRITE,
+                            outcome=AuditOutcome.SUCCESS,
+                            principal=principal,
+                            context=audit_context(request),
+                        )
+                    ],
                 ),
-                WrittenResponse(201, orjson.dumps({"id": item_id}),
-                                {"Location": f"/test/items/{item_id}"}),
+                WrittenResponse(
+                    201, orjson.dumps({"id": item_id}), {"Location": f"/test/items/{item_id}"}
+                ),
             )
 
         result = await run_idempotent(
-            store, principal, request.headers.get("x-request-id"),
-            fingerprint(request.method, request.url.path, body), prepare,
+            store,
+            principal,
+            request.headers.get("x-request-id"),
+            fingerprint(request.method, request.url.path, body),
+            prepare,
         )
         return fhir_response(result.body, result.status, result.headers)
 
     async def boom(request: Request, principal: Principal) -> Response:
         raise RuntimeError("secret internal detail 9000000009")
 
-    app.router.routes.append(SecuredRoute("/test/items", write, permission=None,
-                                          methods=["POST"]))
+    app.router.routes.append(SecuredRoute("/test/items", write, permission=None, methods=["POST"]))
     app.router.routes.append(SecuredRoute("/test/boom", boom, permission=None))
     app.state.counter = counter
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                     base_url=BASE_URL) as http:
-            http.app_state = app.state  # type: ignore[attr-defined]
-            yield http
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE_URL) as http,
+    ):
+        http.app_state = app.state  # type: ignore[attr-defined]
+        yield http
 
 
 async def test_unexpected_error_is_a_generic_500(
@@ -154,8 +173,7 @@ async def test_racing_retries_produce_one_effect(
     store = write_client.app_state.platform.store  # type: ignore[attr-defined]
     before = await store.count("test.Item")
     responses = await asyncio.gather(
-        *(write_client.post("/test/items", content=b'{"b":2}', headers=headers)
-          for _ in range(5))
+        *(write_client.post("/test/items", content=b'{"b":2}', headers=headers) for _ in range(5))
     )
     assert {r.status_code for r in responses} == {201}
     assert len({r.json()["id"] for r in responses}) == 1
@@ -167,8 +185,9 @@ async def test_same_request_id_for_a_different_request_is_refused(
 ) -> None:
     token = await app_token(write_client, clients)
     headers = {"Authorization": f"Bearer {token}", "X-Request-ID": str(uuid.uuid4())}
-    assert (await write_client.post("/test/items", content=b"1", headers=headers)).status_code \
-        == 201
+    assert (
+        await write_client.post("/test/items", content=b"1", headers=headers)
+    ).status_code == 201
     response = await write_client.post("/test/items", content=b"2", headers=headers)
     assert response.status_code == 409
     assert response.json()["resourceType"] == "OperationOutcome"

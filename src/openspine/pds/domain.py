@@ -40,7 +40,7 @@ MAX_SUPERSEDED_HOPS: Final = 8
 
 def is_valid_nhs_number(value: str) -> bool:
     """Ten digits whose modulus 11 check digit holds (the ``nhs-number`` package decides)."""
-    return len(value) == 10 and value.isdigit() and bool(is_valid(value))
+    return len(value) == 10 and value.isascii() and value.isdigit() and bool(is_valid(value))
 
 
 def sees_restricted_fields(principal: Principal, patient_nhs_number: str) -> bool:

@@ -37,12 +37,17 @@ Execute = Callable[[str], None]
 
 
 def audit() -> object:
-    return audit_record(action=AuditAction.TEST_WRITE, outcome=AuditOutcome.SUCCESS,
-                        principal=None, context=AuditContext(str(uuid.uuid4()), None))
+    return audit_record(
+        action=AuditAction.TEST_WRITE,
+        outcome=AuditOutcome.SUCCESS,
+        principal=None,
+        context=AuditContext(str(uuid.uuid4()), None),
+    )
 
 
-def put(rid: str, version: int = 1, expected: int | None = None, body: bytes = b"{}"
-        ) -> PutResource:
+def put(
+    rid: str, version: int = 1, expected: int | None = None, body: bytes = b"{}"
+) -> PutResource:
     return PutResource("Thing", rid, version, body, expected)
 
 
@@ -112,7 +117,8 @@ async def test_stale_update_conflicts_and_changes_nothing(
         await store.write(WriteSet(puts=[put("b", 2, expected=7)], audit=[audit()]))  # type: ignore[list-item]
     assert (await store.audit_head()) == head
     got = await store.get("Thing", "b")
-    assert got is not None and got.version == 1
+    assert got is not None
+    assert got.version == 1
 
 
 async def test_create_twice_is_refused(store_and_sql: tuple[Store, Execute]) -> None:
@@ -128,14 +134,18 @@ async def test_group_commit_isolates_a_failing_write_set(
     store, _ = store_and_sql
     await store.write(WriteSet(puts=[put("dup")]))
     writes = [
-        WriteSet(puts=[put(f"g{i}")], audit=[audit()],  # type: ignore[list-item]
-                 outbox=[OutboxMessage("test", f"g{i}", b"{}")])
+        WriteSet(
+            puts=[put(f"g{i}")],
+            audit=[audit()],  # type: ignore[list-item]
+            outbox=[OutboxMessage("test", f"g{i}", b"{}")],
+        )
         for i in range(20)
     ]
     writes.insert(10, WriteSet(puts=[put("g-bad"), put("dup")], audit=[audit()]))  # type: ignore[list-item]
     results = await asyncio.gather(*(store.write(w) for w in writes), return_exceptions=True)
     failures = [r for r in results if isinstance(r, Exception)]
-    assert len(failures) == 1 and isinstance(failures[0], AlreadyExists)
+    assert len(failures) == 1
+    assert isinstance(failures[0], AlreadyExists)
     assert await store.get("Thing", "g-bad") is None  # the failed set left nothing behind
     assert await store.count("Thing") == 21
     assert (await verify_chain(store)).ok
@@ -166,7 +176,8 @@ async def test_bulk_load_is_audited(store_and_sql: tuple[Store, Execute]) -> Non
     assert loaded == 500
     assert await store.count("Thing") == 500
     result = await verify_chain(store)
-    assert result.ok and result.checked == 1
+    assert result.ok
+    assert result.checked == 1
 
 
 async def _chain_of(store: Store, n: int) -> None:
@@ -179,9 +190,12 @@ async def _chain_of(store: Store, n: int) -> None:
     [
         ("UPDATE audit_events SET payload = payload || payload WHERE seq = 3", 3),
         ("DELETE FROM audit_events WHERE seq = 4", 4),
-        ("UPDATE audit_events SET seq = -1 WHERE seq = 2;"
-         " UPDATE audit_events SET seq = 2 WHERE seq = 5;"
-         " UPDATE audit_events SET seq = 5 WHERE seq = -1", 2),
+        (
+            "UPDATE audit_events SET seq = -1 WHERE seq = 2;"
+            " UPDATE audit_events SET seq = 2 WHERE seq = 5;"
+            " UPDATE audit_events SET seq = 5 WHERE seq = -1",
+            2,
+        ),
         ("DELETE FROM audit_events WHERE seq = 6", 6),
     ],
     ids=["edit", "delete", "reorder", "truncate"],

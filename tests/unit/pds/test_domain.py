@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from openspine.pds.domain import is_valid_nhs_number
+from openspine.pds.fhir import is_restricted, restricted_view
+from openspine.synth.patients import patient_resource
+from openspine.synth.sandbox import SANDBOX_PATIENTS
+from tests.conftest import reference_file
+
+
+@pytest.mark.parametrize("number", ["9000000009", "9000000017", "9000000025", "9111231130"])
+def test_valid(number: str) -> None:
+    assert is_valid_nhs_number(number)
+
+
+@pytest.mark.parametrize(
+    "number",
+    [
+        "9000000000",
+        "900000000",
+        "90000000090",
+        "abcdefghij",
+        "9000000008",
+        " 900000000",
+        "\uff19\uff10\uff10\uff10\uff10\uff10\uff10\uff1009",
+    ],
+)
+def test_invalid(number: str) -> None:
+    assert not is_valid_nhs_number(number)
+
+
+def test_restricted_view_matches_the_nhs_sandbox() -> None:
+    stub = json.loads(
+        reference_file(
+            "pds/karate-tests/src/test/java/mocks/stubs/patientResponses/patient_9000000025.json"
+        ).read_text()
+    )
+    facts = next(p for p in SANDBOX_PATIENTS if p.nhs_number == "9000000025")
+    full = patient_resource(facts)
+    assert is_restricted(full)
+    assert "address" in full
+    assert "telecom" in full
+    view = restricted_view(full)
+    assert set(view) == set(stub)
+    assert view["extension"] == stub["extension"]

@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from openspine.platform.errors import (
+    InvalidatedResource,
+    InvalidResourceId,
+    ResourceNotFound,
+    ResourceVersionMismatch,
+    SpineError,
+)
+from openspine.settings import Secret, Settings, SettingsError
+from tests.conftest import reference_file
+
+STUBS = "pds/karate-tests/src/test/java/mocks/stubs/errorResponses"
+
+
+@pytest.mark.parametrize(
+    "error", [InvalidResourceId, ResourceNotFound, InvalidatedResource, ResourceVersionMismatch]
+)
+def test_outcome_equals_the_nhs_stub(error: type[SpineError]) -> None:
+    stub = json.loads(reference_file(f"{STUBS}/{error.code}.json").read_text())
+    assert json.loads(error().outcome()) == stub
+
+
+def test_settings_fail_closed(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError):
+        Settings(store_url="mysql://x", token_signing_key_file=tmp_path, idp_jwks_file=tmp_path)
+    with pytest.raises(SettingsError):
+        Settings.from_env({"OPENSPINE_STORE": "sqlite:///x"})
+    with pytest.raises(SettingsError):
+        Settings.for_data_dir(tmp_path)
+
+
+def test_secret_does_not_print() -> None:
+    assert "hunter2" not in repr(Secret("hunter2"))
+    assert "hunter2" not in str(Secret("hunter2"))
