@@ -119,8 +119,11 @@ async def _load_demo(data_dir: Path, settings: Settings, size: int, seed: int) -
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
 def serve(data_dir: Path, host: str, port: int, workers: int) -> None:
     """Serve an existing store."""
-    _settings(data_dir)
-    _serve(data_dir.resolve(), host, port, workers)
+    data_dir = data_dir.resolve()
+    settings = _settings(data_dir, f"http://{host}:{port}")
+    if (data_dir / CREDENTIALS_FILE).is_file():
+        refresh_credentials(data_dir, settings)
+    _serve(data_dir, host, port, workers)
 
 
 def _announce_when_ready(base_url: str) -> None:

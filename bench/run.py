@@ -1,0 +1,249 @@
+"""PDS read benchmark: OpenSpine (auth + audit) against the raw ASGI ceiling, same server settings.
+
+    python -m bench.run [--patients 10000] [--duration 10] [--connections 32] [--workers 1]
+
+Builds a fresh demo store, serves it with granian, loads it with wrk (Debian package) on
+loopback, then serves the ceiling app and loads it the same way. Writes
+bench/results/pds-read.json and prints a Markdown table for docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_ready(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its children (from /proc), in seconds."""
+    total = 0.0
+    for child in [pid, *children(pid)]:
+        try:
+            fields = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        text = (task / "children").read_text().split()
+        for child in map(int, text):
+            found.extend([child, *children(child)])
+    return found
+
+
+def run_wrk(
+    url: str, env: dict[str, str], duration: int, connections: int, server_pid: int
+) -> dict[str, Any]:
+    cpu_before = cpu_seconds(server_pid)
+    started = time.monotonic()
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{duration}s",
+            "--latency",
+            "-s",
+            str(HERE / "pds_read.lua"),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        check=True,
+        timeout=duration + 60,
+    )
+    wall = time.monotonic() - started
+    line = next(x for x in out.stdout.splitlines() if x.startswith("JSON"))
+    result: dict[str, Any] = json.loads(line[4:])
+    result["rps"] = round(result["requests"] / (result["duration_us"] / 1e6), 1)
+    result["server_cpu_percent"] = round(100 * (cpu_seconds(server_pid) - cpu_before) / wall, 1)
+    return result
+
+
+def start(cmd: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        cmd,
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+async def build_store(data_dir: Path, patients: int) -> list[str]:
+    from openspine.app import build_platform
+    from openspine.synth.demo import create_demo_store, create_keys_and_settings
+    from openspine.synth.population import Population
+    from openspine.synth.population import patients as generate
+
+    settings = create_keys_and_settings(data_dir)
+    platform = build_platform(settings)
+    await platform.store.start()
+    try:
+        await create_demo_store(data_dir, settings, platform.store, size=patients, seed=1)
+    finally:
+        await platform.store.close()
+    return [p.nhs_number for p in generate(Population(seed=1, size=patients))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--patients", type=int, default=10_000)
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is needed: apt-get install wrk")
+    RESULTS.mkdir(exist_ok=True)
+    data_dir = RESULTS / "store"
+    shutil.rmtree(data_dir, ignore_errors=True)
+    numbers = asyncio.run(build_store(data_dir, args.patients))
+    (RESULTS / "numbers.txt").write_text("\n".join(numbers[:5000]) + "\n")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    cli = [sys.executable, "-m", "openspine.cli"]
+    server = start(
+        [
+            *cli,
+            "serve",
+            "--data-dir",
+            str(data_dir),
+            "--port",
+            str(port),
+            "--workers",
+            str(args.workers),
+        ],
+        {},
+    )
+    try:
+        wait_ready(f"{base}/_ping")
+        token = subprocess.run(
+            [
+                *cli,
+                "token",
+                "--data-dir",
+                str(data_dir),
+                "--user",
+                "555000000001",
+                "--role-profile",
+                "555000000101",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        (RESULTS / "token.txt").write_text(token + "\n")
+        env = {
+            "BENCH_NUMBERS": str(RESULTS / "numbers.txt"),
+            "BENCH_TOKEN": str(RESULTS / "token.txt"),
+        }
+        sample = httpx.get(
+            f"{base}/personal-demographics/FHIR/R4/Patient/{numbers[0]}",
+            headers={
+                "Authorization": f"Bearer {token}",
+                "X-Request-ID": "60e0b220-8136-4ca5-ae46-1d97ef59d068",
+            },
+        )
+        sample.raise_for_status()
+        (RESULTS / "body.json").write_bytes(sample.content)
+        openspine = run_wrk(base, env, args.duration, args.connections, server.pid)
+    finally:
+        stop(server)
+    port = free_port()
+    ceiling_proc = start(
+        [
+            sys.executable,
+            "-m",
+            "granian",
+            "--interface",
+            "asgi",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(args.workers),
+            "bench.ceiling:app",
+        ],
+        {"OPENSPINE_BENCH_BODY": str(RESULTS / "body.json"), "PYTHONPATH": str(HERE.parent)},
+    )
+    try:
+        wait_ready(f"http://127.0.0.1:{port}/")
+        ceiling = run_wrk(
+            f"http://127.0.0.1:{port}", env, args.duration, args.connections, ceiling_proc.pid
+        )
+    finally:
+        stop(ceiling_proc)
+    report = {
+        "scenario": "pds-read",
+        "patients": args.patients,
+        "duration_s": args.duration,
+        "connections": args.connections,
+        "workers": args.workers,
+        "openspine": openspine,
+        "ceiling": ceiling,
+        "ratio": round(openspine["rps"] / ceiling["rps"], 3),
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    (RESULTS / "pds-read.json").write_text(json.dumps(report, indent=2))
+    print("| stack | req/s | p50 ms | p95 ms | p99 ms | errors | non-2xx | server CPU % |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for name, r in (
+        ("OpenSpine PDS read (auth + audit)", openspine),
+        ("raw ASGI ceiling", ceiling),
+    ):
+        print(
+            f"| {name} | {r['rps']:,.0f} | {r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} | "
+            f"{r['errors']} | {r['non2xx']} | {r['server_cpu_percent']} |"
+        )
+    print(f"\nratio to ceiling: {report['ratio']:.1%}")
+
+
+if __name__ == "__main__":
+    main()
