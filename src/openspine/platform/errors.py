@@ -13,7 +13,7 @@ exactly from the NHS specifications' error payloads. Raise an instance with opti
     ├── NotFound (404): ResourceNotFound, InvalidatedResource
     ├── MethodNotAllowed (405): InvalidMethod
     ├── PreconditionFailed (412): PreconditionFailed
-    ├── Conflict (409): ResourceVersionMismatch, DuplicateRequestInFlight
+    ├── Conflict (409): ResourceVersionMismatch, RequestIdReused
     ├── PayloadTooLarge (413)
     ├── TooManyRequests (429)
     ├── ServiceUnavailable (503)
@@ -32,7 +32,6 @@ __all__ = [
     "AdditionalProperties",
     "BadRequest",
     "Conflict",
-    "DuplicateRequestInFlight",
     "Forbidden",
     "InternalServerError",
     "InvalidMethod",
@@ -44,6 +43,7 @@ __all__ = [
     "MissingValue",
     "PayloadTooLarge",
     "PreconditionFailed",
+    "RequestIdReused",
     "ResourceNotFound",
     "ResourceVersionMismatch",
     "ServiceUnavailable",
@@ -203,9 +203,11 @@ class ResourceVersionMismatch(Conflict):
     display = "Resource version supplied does not match actual version"
 
 
-class DuplicateRequestInFlight(Conflict):
-    code = "DUPLICATE_REQUEST"
-    display = "A request with this X-Request-ID is still being processed"
+class RequestIdReused(Conflict):
+    """409: an X-Request-ID already used by this caller for a different request."""
+
+    code = "DUPLICATE_REQUEST_ID"
+    display = "X-Request-ID has already been used for a different request"
     issue_type = "duplicate"
 
 

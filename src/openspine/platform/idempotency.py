@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from openspine.platform.errors import Conflict, MissingValue
+from openspine.platform.errors import MissingValue, RequestIdReused
 from openspine.platform.security.principal import Principal
 from openspine.platform.storage.ports import (
     IdempotencyKeyTaken,
@@ -26,12 +26,6 @@ from openspine.platform.storage.ports import (
 )
 
 __all__ = ["PreparedWrite", "WrittenResponse", "fingerprint", "run_idempotent"]
-
-
-class RequestIdReused(Conflict):
-    code = "DUPLICATE_REQUEST_ID"
-    display = "X-Request-ID has already been used for a different request"
-    issue_type = "duplicate"
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,6 +37,8 @@ from openspine.platform.storage.sql import SQL, for_postgres
 
 __all__ = ["PostgresStore"]
 
+_NONCE_PURGE_EVERY = 1000
+
 
 class _Q:
     GET = for_postgres(SQL.GET)
@@ -72,6 +74,7 @@ class PostgresStore:
         self._max_batch = max_batch
         self._queue: asyncio.Queue[tuple[Any, asyncio.Future[Any]]] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
+        self._batches = 0
 
     async def start(self) -> None:
         try:
@@ -198,7 +201,9 @@ class PostgresStore:
                 results.append(outcome)
             if cursor.mark() != start:
                 await conn.execute(_Q.AUDIT_HEAD_SET, cursor.mark())
-            await conn.execute(_Q.NONCE_PURGE, (int(time.time()) - 3600,))
+            self._batches += 1
+            if self._batches % _NONCE_PURGE_EVERY == 0:
+                await conn.execute(_Q.NONCE_PURGE, (int(time.time()),))
         return results
 
     async def _bulk(
