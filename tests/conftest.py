@@ -35,6 +35,13 @@ def reference_file(relative: str) -> Path:
     return path
 
 
+def pds_stub(relative: str) -> Any:
+    """A JSON stub of the NHS PDS sandbox (``patientResponses/…``, ``errorResponses/…``)."""
+    return json.loads(
+        reference_file(f"pds/karate-tests/src/test/java/mocks/stubs/{relative}").read_text()
+    )
+
+
 async def _load(data_dir: Path, settings: Settings) -> None:
     platform = build_platform(settings)
     await platform.store.start()

@@ -18,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from openspine.app import build_platform
 from openspine.platform.audit.events import AuditContext
 from openspine.platform.audit.verify import VerificationResult, verify_chain
+from openspine.platform.errors import SpineError
 from openspine.platform.security.keys import load_private_key
 from openspine.platform.storage.migrate import upgrade
 from openspine.settings import Settings, SettingsError
@@ -205,8 +206,6 @@ def token(
 
 
 async def _issue(settings: Settings, form: dict[str, str]) -> str:
-    from openspine.platform.errors import SpineError
-
     platform = build_platform(settings)
     await platform.store.start()
     try:

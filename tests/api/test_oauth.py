@@ -116,6 +116,27 @@ async def test_alg_none_is_refused(client: httpx.AsyncClient, clients: Clients) 
     await denied(client, app_token_form(f"{header}.{payload}."))
 
 
+def forged_claims() -> dict[str, object]:
+    """Claims an attacker would want in an access token: read any patient, as an app."""
+    return {
+        "iss": TOKEN_URL,
+        "aud": BASE_URL,
+        "sub": "x",
+        "jti": "x",
+        "exp": int(time.time()) + 60,
+        "mode": "application-restricted",
+        "client_id": BACKEND,
+        "perms": ["pds:patient:read"],
+    }
+
+
+async def read_with(client: httpx.AsyncClient, token: str) -> httpx.Response:
+    return await client.get(
+        f"{PATIENT_BASE}/Patient/9000000009",
+        headers={"Authorization": f"Bearer {token}", "X-Request-ID": str(uuid.uuid4())},
+    )
+
+
 async def test_hmac_algorithm_confusion_is_refused(
     client: httpx.AsyncClient, demo_settings: Settings
 ) -> None:
@@ -130,61 +151,22 @@ async def test_hmac_algorithm_confusion_is_refused(
         return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
     header = b64(json.dumps({"alg": "HS512", "typ": "JWT"}).encode())
-    payload = b64(
-        json.dumps(
-            {
-                "iss": TOKEN_URL,
-                "aud": BASE_URL,
-                "sub": "x",
-                "jti": "x",
-                "exp": int(time.time()) + 60,
-                "mode": "application-restricted",
-                "client_id": BACKEND,
-                "perms": ["pds:patient:read"],
-            }
-        ).encode()
-    )
+    payload = b64(json.dumps(forged_claims()).encode())
     mac = hmac.new(public_pem, f"{header}.{payload}".encode(), hashlib.sha512).digest()
-    response = await client.get(
-        f"{PATIENT_BASE}/Patient/9000000009",
-        headers={
-            "Authorization": f"Bearer {header}.{payload}.{b64(mac)}",
-            "X-Request-ID": str(uuid.uuid4()),
-        },
-    )
+    response = await read_with(client, f"{header}.{payload}.{b64(mac)}")
     assert response.status_code == 401
 
 
 async def test_access_token_signed_by_another_key(client: httpx.AsyncClient) -> None:
-    forged = jwt.encode(
-        {
-            "iss": TOKEN_URL,
-            "aud": BASE_URL,
-            "sub": "x",
-            "jti": "x",
-            "exp": int(time.time()) + 60,
-            "mode": "application-restricted",
-            "client_id": BACKEND,
-            "perms": ["pds:patient:read"],
-        },
-        generate_private_key(),
-        algorithm="RS512",
-    )
-    response = await client.get(
-        f"{PATIENT_BASE}/Patient/9000000009",
-        headers={"Authorization": f"Bearer {forged}", "X-Request-ID": str(uuid.uuid4())},
-    )
+    forged = jwt.encode(forged_claims(), generate_private_key(), algorithm="RS512")
+    response = await read_with(client, forged)
     assert response.status_code == 401
 
 
 async def test_tampered_access_token(client: httpx.AsyncClient, clients: Clients) -> None:
     token = await app_token(client, clients)
     head, payload, signature = token.split(".")
-    tampered = f"{head}.{payload[:-2]}AA.{signature}"
-    response = await client.get(
-        f"{PATIENT_BASE}/Patient/9000000009",
-        headers={"Authorization": f"Bearer {tampered}", "X-Request-ID": str(uuid.uuid4())},
-    )
+    response = await read_with(client, f"{head}.{payload[:-2]}AA.{signature}")
     assert response.status_code == 401
 
 

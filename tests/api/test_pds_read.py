@@ -11,7 +11,7 @@ from openspine.app import build_platform
 from openspine.platform.audit.verify import verify_chain
 from openspine.settings import Settings
 from tests.api.helpers import app_token, user_token
-from tests.conftest import PATIENT_BASE, Clients, reference_file
+from tests.conftest import PATIENT_BASE, Clients, pds_stub
 
 pytestmark = pytest.mark.anyio
 GP = "R8000"
@@ -53,11 +53,7 @@ async def test_ordinary_patient_with_etag(client: httpx.AsyncClient, clients: Cl
 async def test_matches_the_nhs_sandbox_characteristics(
     client: httpx.AsyncClient, clients: Clients
 ) -> None:
-    stub = json.loads(
-        reference_file(
-            "pds/karate-tests/src/test/java/mocks/stubs/patientResponses/patient_9000000009.json"
-        ).read_text()
-    )
+    stub = pds_stub("patientResponses/patient_9000000009.json")
     ours = (await read(client, await user_token(client, clients, GP), "9000000009")).json()
     for field in ("id", "gender", "birthDate", "deceasedDateTime", "multipleBirthInteger"):
         assert ours[field] == stub[field], field
@@ -69,11 +65,7 @@ async def test_matches_the_nhs_sandbox_characteristics(
 async def test_restricted_patient_matches_sandbox_redaction(
     client: httpx.AsyncClient, clients: Clients
 ) -> None:
-    stub = json.loads(
-        reference_file(
-            "pds/karate-tests/src/test/java/mocks/stubs/patientResponses/patient_9000000025.json"
-        ).read_text()
-    )
+    stub = pds_stub("patientResponses/patient_9000000025.json")
     ours = (await read(client, await user_token(client, clients, GP), "9000000025")).json()
     assert set(ours) == set(stub)
     for hidden in ("address", "telecom", "generalPractitioner"):
@@ -120,11 +112,7 @@ async def test_errors_use_spine_codes(
 async def test_error_payload_matches_the_nhs_stub(
     client: httpx.AsyncClient, clients: Clients
 ) -> None:
-    stub = json.loads(
-        reference_file(
-            "pds/karate-tests/src/test/java/mocks/stubs/errorResponses/INVALIDATED_RESOURCE.json"
-        ).read_text()
-    )
+    stub = pds_stub("errorResponses/INVALIDATED_RESOURCE.json")
     response = await read(client, await user_token(client, clients, GP), "9000000068")
     assert response.json() == stub
 

@@ -1,14 +1,12 @@
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from openspine.pds.domain import is_valid_nhs_number
 from openspine.pds.fhir import is_restricted, restricted_view
 from openspine.synth.patients import patient_resource
 from openspine.synth.sandbox import SANDBOX_PATIENTS
-from tests.conftest import reference_file
+from tests.conftest import pds_stub
 
 
 @pytest.mark.parametrize("number", ["9000000009", "9000000017", "9000000025", "9111231130"])
@@ -33,11 +31,7 @@ def test_invalid(number: str) -> None:
 
 
 def test_restricted_view_matches_the_nhs_sandbox() -> None:
-    stub = json.loads(
-        reference_file(
-            "pds/karate-tests/src/test/java/mocks/stubs/patientResponses/patient_9000000025.json"
-        ).read_text()
-    )
+    stub = pds_stub("patientResponses/patient_9000000025.json")
     facts = next(p for p in SANDBOX_PATIENTS if p.nhs_number == "9000000025")
     full = patient_resource(facts)
     assert is_restricted(full)

@@ -13,16 +13,14 @@ from openspine.platform.errors import (
     SpineError,
 )
 from openspine.settings import Secret, Settings, SettingsError
-from tests.conftest import reference_file
-
-STUBS = "pds/karate-tests/src/test/java/mocks/stubs/errorResponses"
+from tests.conftest import pds_stub
 
 
 @pytest.mark.parametrize(
     "error", [InvalidResourceId, ResourceNotFound, InvalidatedResource, ResourceVersionMismatch]
 )
 def test_outcome_equals_the_nhs_stub(error: type[SpineError]) -> None:
-    stub = json.loads(reference_file(f"{STUBS}/{error.code}.json").read_text())
+    stub = pds_stub(f"errorResponses/{error.code}.json")
     assert json.loads(error().outcome()) == stub
 
 

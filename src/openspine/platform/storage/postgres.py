@@ -167,7 +167,7 @@ class PostgresStore:
             results: list[object]
             try:
                 results = await self._run_batch(batch)
-            except psycopg.Error as exc:
+            except Exception as exc:  # every waiting request must be answered, whatever failed
                 failure = StoreUnavailable("the store refused the transaction")
                 failure.__cause__ = exc
                 results = [failure] * len(batch)

@@ -260,7 +260,7 @@ class SqliteStore:
             if self._batches % _NONCE_PURGE_EVERY == 0:
                 conn.execute(SQL.NONCE_PURGE, (int(time.time()),))
             conn.execute("COMMIT")
-        except sqlite3.Error as exc:
+        except Exception as exc:  # every waiting request must be answered, whatever failed
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             failure = StoreUnavailable("the store refused the transaction")
