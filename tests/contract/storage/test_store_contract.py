@@ -121,6 +121,40 @@ async def test_stale_update_conflicts_and_changes_nothing(
     assert got.version == 1
 
 
+async def test_search_keys_are_replaced_with_the_resource_and_scanned_in_byte_order(
+    store_and_sql: tuple[Store, Execute],
+) -> None:
+    store, _ = store_and_sql
+    keys = (("fd", "SMITH|2010-10-22"), ("fd", "SMYTHE|2010-10-22"), ("fd", "Smith|lower"))
+    await store.write(WriteSet(puts=[PutResource("Thing", "k", 1, b"{}", None, search_keys=keys)]))
+    await store.bulk_load(  # type: ignore[arg-type]
+        [PutResource("Thing", "k2", 1, b"{}", None, search_keys=(("fd", "SMITH|2011-01-01"),))],
+        audit(),
+    )
+    assert await store.scan_index("Thing", "fd", "SM", "SM~", 10) == [
+        ("k", "SMITH|2010-10-22"),
+        ("k2", "SMITH|2011-01-01"),
+        ("k", "SMYTHE|2010-10-22"),
+    ]
+    assert await store.scan_index("Thing", "fd", "SMITH|", "SMITH|~", 1) == [
+        ("k", "SMITH|2010-10-22")
+    ]
+    # A failed conditional put leaves the old keys; a successful one replaces them.
+    moved = PutResource("Thing", "k", 2, b"{}", 9, search_keys=(("fd", "JONES|2010-10-22"),))
+    with pytest.raises(VersionConflict):
+        await store.write(WriteSet(puts=[moved]))
+    assert len(await store.scan_index("Thing", "fd", "SMITH|", "SMITH|~", 10)) == 2
+    moved = PutResource("Thing", "k", 2, b"{}", 1, search_keys=(("fd", "JONES|2010-10-22"),))
+    await store.write(WriteSet(puts=[moved]))
+    assert await store.scan_index("Thing", "fd", "A", "Z~", 10) == [
+        ("k", "JONES|2010-10-22"),
+        ("k2", "SMITH|2011-01-01"),
+    ]
+    # A put without keys keeps them.
+    await store.write(WriteSet(puts=[PutResource("Thing", "k", 3, b"{}", 2)]))
+    assert len(await store.scan_index("Thing", "fd", "JONES", "JONES~", 10)) == 1
+
+
 async def test_create_twice_is_refused(store_and_sql: tuple[Store, Execute]) -> None:
     store, _ = store_and_sql
     await store.write(WriteSet(puts=[put("c")]))

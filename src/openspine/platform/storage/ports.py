@@ -27,6 +27,7 @@ __all__ = [
     "NonceReplayed",
     "OutboxMessage",
     "PutResource",
+    "IndexKey",
     "ResourceState",
     "Store",
     "StoreError",
@@ -81,12 +82,18 @@ class StoredResource:
     successor_id: str | None = None
 
 
+#: One search key of a resource: (parameter, value). Values are compared byte by byte, so a
+#: service encodes what it searches as ordered text (``"2010-10-22|SMITH"``) and scans ranges.
+IndexKey = tuple[str, str]
+
+
 @dataclass(frozen=True, slots=True)
 class PutResource:
     """Create (``expected_version=None``) or conditionally replace a resource.
 
     ``body`` must already carry the new version in its ``meta.versionId``: the caller renders it,
     the store only checks that ``expected_version`` is still current and stores ``version``.
+    ``search_keys`` replaces the resource's search keys in the same commit (``None`` keeps them).
     """
 
     resource_type: str
@@ -97,6 +104,7 @@ class PutResource:
     state: ResourceState = ResourceState.ACTIVE
     restricted_body: bytes | None = None
     successor_id: str | None = None
+    search_keys: tuple[IndexKey, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +190,11 @@ class Store(Protocol):
     ) -> list[StoredResource]: ...
 
     async def count(self, resource_type: str) -> int: ...
+
+    async def scan_index(
+        self, resource_type: str, param: str, low: str, high: str, limit: int
+    ) -> list[tuple[str, str]]:
+        """(id, value) of keys of ``param`` with ``low <= value <= high``, in value order."""
 
     async def write(self, writes: WriteSet) -> WriteResult:
         """Apply atomically; answer only once the commit is durable (group-committed)."""

@@ -46,6 +46,9 @@ class _Q:
     INSERT = for_postgres(SQL.INSERT)
     UPDATE = for_postgres(SQL.UPDATE)
     HISTORY = for_postgres(SQL.HISTORY)
+    INDEX_DELETE = for_postgres(SQL.INDEX_DELETE)
+    INDEX_INSERT = for_postgres(SQL.INDEX_INSERT)
+    INDEX_SCAN = for_postgres(SQL.INDEX_SCAN)
     AUDIT_HEAD_LOCK = SQL.AUDIT_HEAD + " FOR UPDATE"
     AUDIT_HEAD = SQL.AUDIT_HEAD
     AUDIT_HEAD_SET = for_postgres(SQL.AUDIT_HEAD_SET)
@@ -123,6 +126,19 @@ class PostgresStore:
     async def count(self, resource_type: str) -> int:
         row = await self._fetchone(_Q.COUNT, (resource_type,))
         return int(row[0]) if row else 0
+
+    async def scan_index(
+        self, resource_type: str, param: str, low: str, high: str, limit: int
+    ) -> list[tuple[str, str]]:
+        try:
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(
+                    _Q.INDEX_SCAN, (resource_type, param, low, high, limit)
+                )
+                rows = await cur.fetchall()
+        except psycopg.Error as exc:
+            raise StoreUnavailable("read failed") from exc
+        return [(str(r[0]), str(r[1])) for r in rows]
 
     async def get_idempotency(self, caller: str, request_id: str) -> IdempotencyRecord | None:
         row = await self._fetchone(_Q.IDEMPOTENCY_GET, (caller, request_id))
@@ -234,6 +250,13 @@ class PostgresStore:
                         now,
                     )
                 )
+        async with (
+            conn.cursor() as cur,
+            cur.copy("COPY search_index (resource_type, param, value, id) FROM STDIN") as copy,
+        ):
+            for r in resources:
+                for param, value in r.search_keys or ():
+                    await copy.write_row((r.resource_type, param, value, r.id))
         await conn.execute(_Q.AUDIT_INSERT, cursor.link(audit))
         return len(resources)
 
@@ -293,23 +316,31 @@ class PostgresStore:
                 )
             except psycopg.errors.UniqueViolation as exc:
                 raise AlreadyExists(f"{put.resource_type}/{put.id}") from exc
-            return
-        cur = await conn.execute(_Q.GET + " FOR UPDATE", (put.resource_type, put.id))
-        previous = await cur.fetchone()
-        if previous is None or previous[0] != put.expected_version:
-            raise VersionConflict(f"{put.resource_type}/{put.id}")
-        await conn.execute(_Q.HISTORY, (put.resource_type, put.id, previous[0], previous[2], now))
-        await conn.execute(
-            _Q.UPDATE,
-            (
-                put.version,
-                put.state.value,
-                put.body,
-                put.restricted_body,
-                put.successor_id,
-                now,
-                put.resource_type,
-                put.id,
-                put.expected_version,
-            ),
-        )
+        else:
+            cur = await conn.execute(_Q.GET + " FOR UPDATE", (put.resource_type, put.id))
+            previous = await cur.fetchone()
+            if previous is None or previous[0] != put.expected_version:
+                raise VersionConflict(f"{put.resource_type}/{put.id}")
+            await conn.execute(_Q.HISTORY, (put.resource_type, put.id, previous[0], previous[2], now))
+            await conn.execute(
+                _Q.UPDATE,
+                (
+                    put.version,
+                    put.state.value,
+                    put.body,
+                    put.restricted_body,
+                    put.successor_id,
+                    now,
+                    put.resource_type,
+                    put.id,
+                    put.expected_version,
+                ),
+            )
+        if put.search_keys is not None:
+            await conn.execute(_Q.INDEX_DELETE, (put.resource_type, put.id))
+            if put.search_keys:
+                async with conn.cursor() as cur:
+                    await cur.executemany(
+                        _Q.INDEX_INSERT,
+                        [(put.resource_type, p, v, put.id) for p, v in put.search_keys],
+                    )

@@ -23,6 +23,12 @@ class SQL:
         "INSERT INTO resource_history (resource_type, id, version, body, recorded_at)"
         " VALUES (?, ?, ?, ?, ?)"
     )
+    INDEX_DELETE = "DELETE FROM search_index WHERE resource_type = ? AND id = ?"
+    INDEX_INSERT = "INSERT INTO search_index (resource_type, param, value, id) VALUES (?, ?, ?, ?)"
+    INDEX_SCAN = (
+        "SELECT id, value FROM search_index WHERE resource_type = ? AND param = ?"
+        " AND value >= ? AND value <= ? ORDER BY value LIMIT ?"
+    )
     AUDIT_HEAD = "SELECT seq, hash FROM audit_head WHERE chain = 'main'"
     AUDIT_HEAD_SET = "UPDATE audit_head SET seq = ?, hash = ? WHERE chain = 'main'"
     AUDIT_INSERT = (

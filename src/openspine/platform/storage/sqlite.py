@@ -144,6 +144,19 @@ class SqliteStore:
         row = self._reader().execute(SQL.COUNT, (resource_type,)).fetchone()
         return int(row[0])
 
+    async def scan_index(
+        self, resource_type: str, param: str, low: str, high: str, limit: int
+    ) -> list[tuple[str, str]]:
+        try:
+            rows = (
+                self._reader()
+                .execute(SQL.INDEX_SCAN, (resource_type, param, low, high, limit))
+                .fetchall()
+            )
+        except sqlite3.Error as exc:
+            raise StoreUnavailable("read failed") from exc
+        return [(str(r[0]), str(r[1])) for r in rows]
+
     async def get_idempotency(self, caller: str, request_id: str) -> IdempotencyRecord | None:
         try:
             row = self._reader().execute(SQL.IDEMPOTENCY_GET, (caller, request_id)).fetchone()
@@ -178,6 +191,7 @@ class SqliteStore:
         return await future
 
     async def bulk_load(self, resources: Iterable[PutResource], audit: AuditRecord) -> int:
+        resources = list(resources)
         rows = [
             (
                 r.resource_type,
@@ -192,8 +206,15 @@ class SqliteStore:
             for r in resources
         ]
 
+        keys = [
+            (r.resource_type, param, value, r.id)
+            for r in resources
+            for param, value in r.search_keys or ()
+        ]
+
         def load(conn: sqlite3.Connection, cursor: ChainCursor) -> int:
             conn.executemany(SQL.INSERT, rows)
+            conn.executemany(SQL.INDEX_INSERT, keys)
             conn.execute(SQL.AUDIT_INSERT, cursor.link(audit))
             return len(rows)
 
@@ -323,22 +344,28 @@ class SqliteStore:
                 )
             except sqlite3.IntegrityError as exc:
                 raise AlreadyExists(f"{put.resource_type}/{put.id}") from exc
-            return
-        previous = conn.execute(SQL.GET, (put.resource_type, put.id)).fetchone()
-        if previous is None or previous[0] != put.expected_version:
-            raise VersionConflict(f"{put.resource_type}/{put.id}")
-        conn.execute(SQL.HISTORY, (put.resource_type, put.id, previous[0], previous[2], now))
-        conn.execute(
-            SQL.UPDATE,
-            (
-                put.version,
-                put.state.value,
-                put.body,
-                put.restricted_body,
-                put.successor_id,
-                now,
-                put.resource_type,
-                put.id,
-                put.expected_version,
-            ),
-        )
+        else:
+            previous = conn.execute(SQL.GET, (put.resource_type, put.id)).fetchone()
+            if previous is None or previous[0] != put.expected_version:
+                raise VersionConflict(f"{put.resource_type}/{put.id}")
+            conn.execute(SQL.HISTORY, (put.resource_type, put.id, previous[0], previous[2], now))
+            conn.execute(
+                SQL.UPDATE,
+                (
+                    put.version,
+                    put.state.value,
+                    put.body,
+                    put.restricted_body,
+                    put.successor_id,
+                    now,
+                    put.resource_type,
+                    put.id,
+                    put.expected_version,
+                ),
+            )
+        if put.search_keys is not None:
+            conn.execute(SQL.INDEX_DELETE, (put.resource_type, put.id))
+            conn.executemany(
+                SQL.INDEX_INSERT,
+                [(put.resource_type, param, value, put.id) for param, value in put.search_keys],
+            )
