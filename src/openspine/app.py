@@ -15,7 +15,6 @@ from openspine.directory.service import DirectoryService
 from openspine.pds import routes as pds_routes
 from openspine.pds.fhir import capability_statement
 from openspine.pds.service import PdsService
-from openspine.pds.storage import StorePatientRecords
 from openspine.platform import health
 from openspine.platform.http import EXCEPTION_HANDLERS
 from openspine.platform.middleware import RequestMiddleware
@@ -72,7 +71,7 @@ def build_platform(settings: Settings) -> Platform:
         settings=settings,
         store=store,
         directory=directory,
-        pds=PdsService(StorePatientRecords(store)),
+        pds=PdsService(store, base_url=audience + pds_routes.BASE_PATH),
         issuer=issuer,
         verifier=verifier,
         jwks={"keys": [public_jwk(signing_key)]},

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from openspine.platform.errors import InvalidatedResource, InvalidResourceId, ResourceNotFound
+from openspine.platform.errors import (
+    Forbidden,
+    InvalidatedResource,
+    InvalidResourceId,
+    ResourceNotFound,
+)
 
-__all__ = ["InvalidNhsNumber", "PatientInvalidated", "PatientNotFound"]
+__all__ = ["InvalidNhsNumber", "PatientInvalidated", "PatientNotFound", "SingleResultOnly"]
 
 
 class InvalidNhsNumber(InvalidResourceId):
@@ -17,3 +22,11 @@ class PatientNotFound(ResourceNotFound):
 
 class PatientInvalidated(InvalidatedResource):
     """404 INVALIDATED_RESOURCE: the record was invalidated and not superseded."""
+
+
+class SingleResultOnly(Forbidden):
+    """403 INVALID_VALUE: application-restricted callers may only ask for one result."""
+
+    code = "INVALID_VALUE"
+    display = "Provided value is invalid"
+    issue_type = "value"

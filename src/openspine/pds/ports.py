@@ -1,17 +1,11 @@
-"""What PDS needs from storage."""
+"""The resource types PDS keeps in the platform store."""
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Final
 
-from openspine.platform.storage.ports import StoredResource, WriteResult, WriteSet
+__all__ = ["PATIENT", "RELATED_PERSONS"]
 
-__all__ = ["PATIENT", "PatientRecords"]
-
-PATIENT = "Patient"
-
-
-class PatientRecords(Protocol):
-    async def get(self, nhs_number: str) -> StoredResource | None: ...
-
-    async def write(self, writes: WriteSet) -> WriteResult: ...
+PATIENT: Final = "Patient"
+#: A patient's RelatedPerson resources, kept as one list under the patient's NHS number.
+RELATED_PERSONS: Final = "PatientRelatedPersons"

@@ -6,14 +6,36 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from openspine.pds.search_query import parse_search
 from openspine.pds.service import PdsService
+from openspine.platform.errors import InvalidValue, PayloadTooLarge, UnsupportedService
 from openspine.platform.http import SecuredRoute, audit_context, fhir_response
+from openspine.platform.idempotency import WrittenResponse, fingerprint
 from openspine.platform.security.principal import Principal
 from openspine.platform.security.rbac import Permission
 
-__all__ = ["BASE_PATH", "routes"]
+__all__ = ["BASE_PATH", "MAX_BODY", "routes"]
 
 BASE_PATH = "/personal-demographics/FHIR/R4"
+#: A Patient is a few kilobytes; anything near this is not a Patient.
+MAX_BODY = 256 * 1024
+JSON_PATCH = "application/json-patch+json"
+
+
+async def _body(request: Request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY:
+        raise PayloadTooLarge()
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY:
+            raise PayloadTooLarge()
+    return body
+
+
+def _written(response: WrittenResponse) -> Response:
+    return fhir_response(response.body, response.status, response.headers)
 
 
 def routes(service: PdsService, capability: bytes) -> list[BaseRoute]:
@@ -23,14 +45,80 @@ def routes(service: PdsService, capability: bytes) -> list[BaseRoute]:
         )
         return fhir_response(view.body, headers={"ETag": view.etag})
 
+    async def related_persons(request: Request, principal: Principal) -> Response:
+        body = await service.related_persons(
+            principal, request.path_params["nhs_number"], audit_context(request)
+        )
+        return fhir_response(body)
+
+    async def search_patients(request: Request, principal: Principal) -> Response:
+        query = parse_search(request.query_params.multi_items(), principal.mode)
+        outcome = await service.search(principal, query, audit_context(request))
+        return fhir_response(outcome.body)
+
+    async def update_patient(request: Request, principal: Principal) -> Response:
+        content_type = request.headers.get("content-type", "").split(";")[0].strip()
+        if content_type != JSON_PATCH:
+            raise InvalidValue(f"Invalid value - Content-Type must be '{JSON_PATCH}'")
+        body = await _body(request)
+        nhs_number = request.path_params["nhs_number"]
+        if_match = request.headers.get("if-match")
+        written = await service.update_patient(
+            principal,
+            nhs_number,
+            if_match,
+            body,
+            audit_context(request),
+            fingerprint("PATCH", request.url.path + (if_match or ""), body),
+        )
+        return _written(written)
+
+    async def missing_nhs_number(request: Request, principal: Principal) -> Response:
+        raise UnsupportedService("Missing NHS number")
+
+    async def create_patient(request: Request, principal: Principal) -> Response:
+        body = await _body(request)
+        written = await service.create_patient(
+            principal, body, audit_context(request), fingerprint("POST", request.url.path, body)
+        )
+        return _written(written)
+
     async def metadata(request: Request) -> Response:
         return fhir_response(capability)
 
     return [
         Route(f"{BASE_PATH}/metadata", metadata, methods=["GET"]),
         SecuredRoute(
+            f"{BASE_PATH}/Patient",
+            search_patients,
+            permission=Permission.PDS_PATIENT_SEARCH,
+        ),
+        SecuredRoute(
+            f"{BASE_PATH}/Patient",
+            create_patient,
+            permission=Permission.PDS_PATIENT_CREATE,
+            methods=["POST"],
+        ),
+        SecuredRoute(
+            f"{BASE_PATH}/Patient/",
+            missing_nhs_number,
+            permission=Permission.PDS_PATIENT_UPDATE,
+            methods=["PATCH"],
+        ),
+        SecuredRoute(
             f"{BASE_PATH}/Patient/{{nhs_number}}",
             read_patient,
+            permission=Permission.PDS_PATIENT_READ,
+        ),
+        SecuredRoute(
+            f"{BASE_PATH}/Patient/{{nhs_number}}",
+            update_patient,
+            permission=Permission.PDS_PATIENT_UPDATE,
+            methods=["PATCH"],
+        ),
+        SecuredRoute(
+            f"{BASE_PATH}/Patient/{{nhs_number}}/RelatedPerson",
+            related_persons,
             permission=Permission.PDS_PATIENT_READ,
         ),
     ]

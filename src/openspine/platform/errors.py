@@ -7,9 +7,11 @@ exactly from the NHS specifications' error payloads. Raise an instance with opti
 
     SpineError
     ├── BadRequest (400): InvalidResourceId, MissingValue, InvalidValue, UnsupportedService,
-    │                     InvalidSearchData, AdditionalProperties, InvalidRequest
+    │                     InvalidSearchData, AdditionalProperties, InvalidRequest,
+    │                     InvalidUpdate, InvalidCreate, UnsupportedValue, TooFewValuesSubmitted,
+    │                     TooManyValuesSubmitted, UnsupportedCharacters, ValidationError
     ├── Unauthorized (401): AccessDenied
-    ├── Forbidden (403): Forbidden
+    ├── Forbidden (403): Forbidden, ForbiddenUpdate
     ├── NotFound (404): ResourceNotFound, InvalidatedResource
     ├── MethodNotAllowed (405): InvalidMethod
     ├── PreconditionFailed (412): PreconditionFailed
@@ -33,11 +35,14 @@ __all__ = [
     "BadRequest",
     "Conflict",
     "Forbidden",
+    "ForbiddenUpdate",
     "InternalServerError",
+    "InvalidCreate",
     "InvalidMethod",
     "InvalidRequest",
     "InvalidResourceId",
     "InvalidSearchData",
+    "InvalidUpdate",
     "InvalidValue",
     "InvalidatedResource",
     "MissingValue",
@@ -48,8 +53,13 @@ __all__ = [
     "ResourceVersionMismatch",
     "ServiceUnavailable",
     "SpineError",
+    "TooFewValuesSubmitted",
     "TooManyRequests",
+    "TooManyValuesSubmitted",
+    "UnsupportedCharacters",
     "UnsupportedService",
+    "UnsupportedValue",
+    "ValidationError",
     "operation_outcome",
 ]
 
@@ -141,6 +151,48 @@ class AdditionalProperties(BadRequest):
     issue_type = "invariant"
 
 
+class InvalidUpdate(BadRequest):
+    code = "INVALID_UPDATE"
+    display = "Update is invalid"
+    issue_type = "structure"
+
+
+class InvalidCreate(BadRequest):
+    code = "INVALID_CREATE"
+    display = "Patient create data is invalid"
+    issue_type = "value"
+
+
+class UnsupportedValue(BadRequest):
+    code = "UNSUPPORTED_VALUE"
+    display = "Unsupported value"
+    issue_type = "value"
+
+
+class TooFewValuesSubmitted(BadRequest):
+    code = "TOO_FEW_VALUES_SUBMITTED"
+    display = "Too few values submitted"
+    issue_type = "value"
+
+
+class TooManyValuesSubmitted(BadRequest):
+    code = "TOO_MANY_VALUES_SUBMITTED"
+    display = "Too many values submitted"
+    issue_type = "value"
+
+
+class UnsupportedCharacters(BadRequest):
+    code = "UNSUPPORTED_CHARACTERS_IN_FIELD"
+    display = "Unsupported characters in field"
+    issue_type = "value"
+
+
+class ValidationError(BadRequest):
+    code = "VALIDATION_ERROR"
+    display = "Validation error"
+    issue_type = "invalid"
+
+
 class AccessDenied(SpineError):
     """401: no usable credentials (missing, malformed, expired, replayed or wrongly signed)."""
 
@@ -157,6 +209,16 @@ class Forbidden(SpineError):
     code = "ACCESS_DENIED"
     display = "Access denied"
     issue_type = "forbidden"
+
+
+class ForbiddenUpdate(SpineError):
+    """403: this caller may not make this change (formal death, GP removal, patient fields)."""
+
+    status = 403
+    code = "FORBIDDEN_UPDATE"
+    display = "Update is forbidden"
+    issue_type = "forbidden"
+    severity = "information"
 
 
 class NotFound(SpineError):

@@ -41,6 +41,7 @@ from openspine.settings import SETTINGS_FILE, Settings
 from openspine.synth.loader import load_patients, patient_put
 from openspine.synth.people import DEMO_APPS, demo_users
 from openspine.synth.population import Population, organisations, patients
+from openspine.synth.related import related_person_puts
 from openspine.synth.sandbox import INVALIDATED, SANDBOX_ODS, SANDBOX_PATIENTS, SUPERSEDED
 
 __all__ = [
@@ -127,7 +128,7 @@ async def create_demo_store(
     directory = DirectoryRecords.new_records(chain(orgs, users, profiles, apps))
     await store.write(
         WriteSet(
-            puts=directory,
+            puts=[*directory, *related_person_puts()],
             audit=[
                 audit_record(
                     action=AuditAction.PDS_POPULATION_LOAD,

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
 from itertools import islice
 
-from openspine.pds.fhir import encode, restricted_view
-from openspine.pds.ports import PATIENT
+from openspine.pds.service import patient_put as pds_patient_put
 from openspine.platform.audit.events import AuditAction, AuditContext, AuditOutcome, audit_record
 from openspine.platform.storage.ports import PutResource, ResourceState, Store
 from openspine.synth.patients import PatientFacts, patient_resource
@@ -15,6 +15,7 @@ __all__ = ["load_patients", "patient_put"]
 
 CHUNK = 5000
 _SYSTEM = AuditContext(request_id=None, correlation_id=None)
+_TODAY = datetime.now(UTC).date().isoformat()
 
 
 def patient_put(
@@ -22,14 +23,11 @@ def patient_put(
     state: ResourceState = ResourceState.ACTIVE,
     successor_id: str | None = None,
 ) -> PutResource:
-    resource = patient_resource(facts)
-    return PutResource(
-        resource_type=PATIENT,
-        id=facts.nhs_number,
-        version=facts.version,
-        body=encode(resource),
-        restricted_body=encode(restricted_view(resource)) if facts.restricted else None,
+    """A new patient with its restricted copy and search keys, as PDS itself writes them."""
+    return pds_patient_put(
+        patient_resource(facts),
         expected_version=None,
+        today=_TODAY,
         state=state,
         successor_id=successor_id,
     )

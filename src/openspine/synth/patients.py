@@ -51,6 +51,10 @@ class PatientFacts:
     gp_ods: str | None = None
     gp_since: str | None = None
     pharmacy_ods: str | None = None
+    previous_family: str | None = None
+    previous_address_lines: list[str] = field(default_factory=list)
+    previous_postcode: str | None = None
+    previous_until: str | None = None
 
 
 def _ods_reference(code: str) -> dict[str, Any]:
@@ -78,6 +82,13 @@ def patient_resource(f: PatientFacts) -> dict[str, Any]:
         if f.suffix:
             name["suffix"] = f.suffix
         patient["name"] = [name]
+        if f.previous_family is not None:
+            old: dict[str, Any] = {"id": "2", "use": "old", "family": f.previous_family}
+            if f.given:
+                old["given"] = f.given
+            if f.birth_date and f.previous_until:
+                old["period"] = {"start": f.birth_date, "end": f.previous_until}
+            patient["name"].append(old)
     if f.gender is not None:
         patient["gender"] = f.gender
     if f.birth_date is not None:
@@ -144,4 +155,14 @@ def patient_resource(f: PatientFacts) -> dict[str, Any]:
         if f.address_since:
             address["period"] = {"start": f.address_since}
         patient["address"] = [address]
+        if f.previous_postcode is not None:
+            previous: dict[str, Any] = {
+                "id": "2",
+                "use": "home",
+                "line": f.previous_address_lines,
+                "postalCode": f.previous_postcode,
+            }
+            if f.birth_date and f.previous_until:
+                previous["period"] = {"start": f.birth_date, "end": f.previous_until}
+            patient["address"].append(previous)
     return patient

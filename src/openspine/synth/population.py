@@ -174,6 +174,9 @@ def patients(population: Population) -> Iterator[PatientFacts]:
         street = f"{_surname(rng)} {rng.choice(_STREET_TYPES)}"
         if rng.random() < 0.1:
             street = f"{_surname(rng)} {rng.choice(streets)}"
+        moved = born + timedelta(days=rng.randrange(6000))
+        previous_family = _surname(rng) if gender == "female" and rng.random() < 0.25 else None
+        previous_postcode = _postcode(rng, area) if rng.random() < 0.2 else None
         yield PatientFacts(
             nhs_number=next(numbers),
             restricted=rng.random() < 0.002,
@@ -184,7 +187,7 @@ def patients(population: Population) -> Iterator[PatientFacts]:
             birth_date=born.isoformat(),
             address_lines=[f"{rng.randint(1, 250)} {street}", town],
             postcode=_postcode(rng, area),
-            address_since=(born + timedelta(days=rng.randrange(6000))).isoformat(),
+            address_since=moved.isoformat(),
             phone=f"0{rng.randint(1000, 7999)}{rng.randint(100000, 999999)}",
             email=(
                 f"{given[0].lower()}.{family.lower()}{rng.randint(1, 99)}@example.com"
@@ -194,4 +197,14 @@ def patients(population: Population) -> Iterator[PatientFacts]:
             gp_ods=practice.ods_code,
             gp_since=(born + timedelta(days=rng.randrange(9000))).isoformat(),
             pharmacy_ods=rng.choice(pharmacies).ods_code if rng.random() < 0.7 else None,
+            previous_family=previous_family,
+            previous_address_lines=(
+                [f"{rng.randint(1, 250)} {_surname(rng)} {rng.choice(_STREET_TYPES)}", town]
+                if previous_postcode
+                else []
+            ),
+            previous_postcode=previous_postcode,
+            previous_until=(moved - timedelta(days=1)).isoformat()
+            if previous_family or previous_postcode
+            else None,
         )

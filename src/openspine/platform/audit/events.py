@@ -27,6 +27,12 @@ class AuditAction(StrEnum):
     """The controlled vocabulary of audited actions: ``<service>.<resource>.<action>``."""
 
     PDS_PATIENT_READ = "pds.patient.read"
+    PDS_PATIENT_SEARCH = "pds.patient.search"
+    PDS_PATIENT_UPDATE = "pds.patient.update"
+    PDS_PATIENT_CREATE = "pds.patient.create"
+    PDS_PATIENT_MERGE = "pds.patient.merge"
+    PDS_PATIENT_INVALIDATE = "pds.patient.invalidate"
+    PDS_RELATED_PERSON_READ = "pds.related-person.read"
     PDS_POPULATION_LOAD = "pds.population.load"
     SECURITY_TOKEN_ISSUE = "security.token.issue"  # noqa: S105 - an action name, not a secret
     SECURITY_EMERGENCY_ACCESS = "security.emergency-access.claim"

@@ -132,9 +132,7 @@ class PostgresStore:
     ) -> list[tuple[str, str]]:
         try:
             async with self._pool.connection() as conn:
-                cur = await conn.execute(
-                    _Q.INDEX_SCAN, (resource_type, param, low, high, limit)
-                )
+                cur = await conn.execute(_Q.INDEX_SCAN, (resource_type, param, low, high, limit))
                 rows = await cur.fetchall()
         except psycopg.Error as exc:
             raise StoreUnavailable("read failed") from exc
@@ -321,7 +319,9 @@ class PostgresStore:
             previous = await cur.fetchone()
             if previous is None or previous[0] != put.expected_version:
                 raise VersionConflict(f"{put.resource_type}/{put.id}")
-            await conn.execute(_Q.HISTORY, (put.resource_type, put.id, previous[0], previous[2], now))
+            await conn.execute(
+                _Q.HISTORY, (put.resource_type, put.id, previous[0], previous[2], now)
+            )
             await conn.execute(
                 _Q.UPDATE,
                 (

@@ -1,0 +1,132 @@
+"""The searchable facts of a Patient resource, and the index keys that find them.
+
+A name, address or telecom is *historic* when its period has ended (or, for names, when its use
+is ``old`` or ``maiden``). Non-fuzzy searches see current data unless ``_history=true``; fuzzy
+searches always see both (PDS FHIR specification, "History").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final
+
+from openspine.pds.normalise import (
+    normalise_email,
+    normalise_name,
+    normalise_phone,
+    normalise_postcode,
+    phonetic,
+)
+from openspine.platform.storage.ports import IndexKey
+
+__all__ = [
+    "Demographics",
+    "NameFacts",
+    "demographics",
+    "search_keys",
+]
+
+HISTORIC_NAME_USES: Final = frozenset({"old", "maiden"})
+ODS_SYSTEM: Final = "https://fhir.nhs.uk/Id/ods-organization-code"
+CONFIDENTIALITY: Final = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
+
+#: Index parameters: family|dob and dob|family for current (and ``h`` historic) names, and
+#: dob|soundex for every family and given name, current or not (fuzzy search).
+FAMILY_DOB: Final = "fd"
+DOB_FAMILY: Final = "df"
+HISTORIC: Final = "h"
+DOB_SOUNDEX: Final = "sx"
+
+
+@dataclass(frozen=True, slots=True)
+class NameFacts:
+    family: str
+    given: tuple[str, ...]
+    historic: bool
+
+    @property
+    def given_joined(self) -> str:
+        return " ".join(self.given)
+
+
+@dataclass(frozen=True, slots=True)
+class Demographics:
+    nhs_number: str
+    names: tuple[NameFacts, ...]
+    gender: str | None
+    birth_date: str | None
+    death_date: str | None
+    postcodes: tuple[tuple[str, bool], ...]
+    gp: str | None
+    emails: tuple[tuple[str, bool], ...]
+    phones: tuple[tuple[str, bool], ...]
+    restricted: bool
+
+
+def _ended(item: dict[str, Any], today: str) -> bool:
+    end = item.get("period", {}).get("end")
+    return isinstance(end, str) and end[:10] < today
+
+
+def demographics(patient: dict[str, Any], today: str) -> Demographics:
+    """What search compares, normalised once; ``today`` is an ISO date."""
+    names = []
+    for name in patient.get("name", []):
+        family = normalise_name(str(name.get("family", "")))
+        given = tuple(g for g in (normalise_name(str(x)) for x in name.get("given", [])) if g)
+        historic = name.get("use") in HISTORIC_NAME_USES or _ended(name, today)
+        if family or given:
+            names.append(NameFacts(family, given, historic))
+    postcodes = tuple(
+        (normalise_postcode(str(a["postalCode"])), a.get("use") == "old" or _ended(a, today))
+        for a in patient.get("address", [])
+        if a.get("postalCode")
+    )
+    emails, phones = [], []
+    for t in patient.get("telecom", []):
+        value = t.get("value")
+        if not isinstance(value, str):
+            continue
+        if t.get("system") == "email":
+            emails.append((normalise_email(value), _ended(t, today)))
+        elif t.get("system") == "phone":
+            phones.append((normalise_phone(value), _ended(t, today)))
+    gp = None
+    for practice in patient.get("generalPractitioner", []):
+        code = practice.get("identifier", {}).get("value")
+        if isinstance(code, str):
+            gp = code.upper()
+    death = patient.get("deceasedDateTime")
+    security = patient.get("meta", {}).get("security", [])
+    return Demographics(
+        nhs_number=str(patient["id"]),
+        names=tuple(names),
+        gender=patient.get("gender"),
+        birth_date=patient.get("birthDate"),
+        death_date=death[:10] if isinstance(death, str) else None,
+        postcodes=postcodes,
+        gp=gp,
+        emails=tuple(emails),
+        phones=tuple(phones),
+        restricted=any(
+            s.get("system") == CONFIDENTIALITY and s.get("code") == "R" for s in security
+        ),
+    )
+
+
+def search_keys(facts: Demographics) -> tuple[IndexKey, ...]:
+    """The index keys of one patient. No date of birth, no keys: every search needs one."""
+    dob = facts.birth_date
+    if not dob:
+        return ()
+    keys: set[IndexKey] = set()
+    for name in facts.names:
+        suffix = HISTORIC if name.historic else ""
+        if name.family:
+            keys.add((FAMILY_DOB + suffix, f"{name.family}|{dob}"))
+            keys.add((DOB_FAMILY + suffix, f"{dob}|{name.family}"))
+        for part in (name.family, *name.given):
+            code = phonetic(part)
+            if code:
+                keys.add((DOB_SOUNDEX, f"{dob}|{code}"))
+    return tuple(sorted(keys))
