@@ -225,11 +225,19 @@ def apply_patches(
 ) -> PatchedPatient:
     patches = _check_shape(body)
     _check_access(patches, current, patient_mode, restricted)
-    _check_list_rules(patches, current)
+    base = dict(current)
+    for patch in patches:  # "/extension/-" adds the first item of a list the record lacks
+        parts = _path_parts(patch["path"])
+        if parts[0] in BASE_LISTS and parts[0] not in base and parts[1:] == ["-"]:
+            base[parts[0]] = []
+    _check_list_rules(patches, base)
     try:
-        patched: dict[str, Any] = jsonpatch.apply_patch(current, patches)
+        patched: dict[str, Any] = jsonpatch.apply_patch(base, patches)
     except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException) as exc:
         raise _invalid(_patch_failure(exc)) from None
+    for field in BASE_LISTS:
+        if patched.get(field) == []:
+            del patched[field]
     _normalise_new_items(current, patched, today)
     _FieldRules(current, patched, today, patient_mode).check()
     return PatchedPatient(patched, changed_fields(current, patched))
