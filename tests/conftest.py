@@ -14,7 +14,7 @@ import pytest
 from openspine.app import build_platform, create_app
 from openspine.platform.security.keys import load_private_key
 from openspine.settings import Settings
-from openspine.synth.credentials import client_assertion, id_token
+from openspine.synth.credentials import client_assertion, id_token, patient_id_token
 from openspine.synth.demo import CREDENTIALS_FILE, create_demo_store, create_keys_and_settings
 
 BASE_URL = "http://testserver"
@@ -104,6 +104,18 @@ class Clients:
             client_id=client_id,
             user_id=user_id,
             role_profile_id=role_profile_id,
+        )
+
+    def patient_id_token(self, nhs_number: str, proofing_level: str = "P9") -> str:
+        idp = self.creds["identity_provider"]
+        key = load_private_key(self.dir / idp["private_key_file"])
+        return patient_id_token(
+            key,
+            idp["kid"],
+            issuer=idp["issuer"],
+            client_id="openspine-demo-patient",
+            nhs_number=nhs_number,
+            proofing_level=proofing_level,
         )
 
     def user(self, job_role: str) -> tuple[str, str]:

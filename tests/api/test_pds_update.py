@@ -48,7 +48,9 @@ async def test_create_finds_duplicates(client: httpx.AsyncClient, clients: Clien
     assert response.status_code == 200
     assert coding(response)["code"] == "SINGLE_MATCH"
     assert "9000000009" in response.json()["issue"][0]["diagnostics"]
-    twin = new_patient("Twin" + uuid.uuid4().hex[:6].translate(str.maketrans("0123456789", "abcdefghij")))
+    twin = new_patient(
+        "Twin" + uuid.uuid4().hex[:6].translate(str.maketrans("0123456789", "abcdefghij"))
+    )
     assert (await create(client, token, twin)).status_code == 201
     # The same request retried is answered with the first answer, not a new record.
     assert (await create(client, token, twin)).status_code == 200
@@ -117,7 +119,9 @@ async def test_patch_updates_and_versions(
     assert updated["name"][0]["prefix"] == ["Dr"]
     assert updated["name"][1]["id"] and updated["name"][1]["period"]["start"]
     # Stale version → 409; nothing changed.
-    stale = await patch(client, token, nhs, [{"op": "replace", "path": "/gender", "value": "female"}])
+    stale = await patch(
+        client, token, nhs, [{"op": "replace", "path": "/gender", "value": "female"}]
+    )
     assert stale.status_code == 409
     assert coding(stale)["code"] == "RESOURCE_VERSION_MISMATCH"
     # Change events for the death and the name went to the outbox with the update.
@@ -129,8 +133,7 @@ async def test_patch_updates_and_versions(
         path = demo_settings.store_url.removeprefix("sqlite:///")
         with sqlite3.connect(path) as conn:
             topics = {
-                row[0]
-                for row in conn.execute("SELECT topic FROM outbox WHERE msg_key = ?", (nhs,))
+                row[0] for row in conn.execute("SELECT topic FROM outbox WHERE msg_key = ?", (nhs,))
             }
         conn.close()
     finally:
@@ -163,24 +166,56 @@ async def test_patch_retry_with_same_request_id_is_applied_once(
         ([{"op": "replace", "path": "/gender", "value": "other"}], 400, "UNSUPPORTED_VALUE"),
         ([{"op": "replace", "path": "/gender", "value": "mal"}], 400, "INVALID_VALUE"),
         ([{"op": "replace", "path": "/birthDate", "value": "2999-01-01"}], 400, "INVALID_UPDATE"),
-        ([{"op": "add", "path": "/name/0", "value": {"use": "usual", "family": "X"}}], 400,
-         "INVALID_UPDATE"),
+        (
+            [{"op": "add", "path": "/name/0", "value": {"use": "usual", "family": "X"}}],
+            400,
+            "INVALID_UPDATE",
+        ),
         ([{"op": "add", "path": "/name/0/given/-", "value": "Rose"}], 400, "INVALID_UPDATE"),
         ([{"op": "replace", "path": "/name/0/family", "value": "X"}], 400, "INVALID_UPDATE"),
         ([{"op": "remove", "path": "/name/0"}], 400, "INVALID_UPDATE"),
-        ([{"op": "add", "path": "/name/-", "value": {"use": "usual", "family": "Two"}}], 400,
-         "INVALID_UPDATE"),
-        ([{"op": "add", "path": "/name/-", "value": {"use": "old", "family": "B@d"}}], 400,
-         "UNSUPPORTED_CHARACTERS_IN_FIELD"),
-        ([{"op": "add", "path": "/deceasedDateTime", "value": "2020-01-01T00:00:00+00:00"}], 400,
-         "INVALID_UPDATE"),
-        ([{"op": "add", "path": "/address/-", "value": {"use": "work", "line": ["1 A St"]}}], 400,
-         "UNSUPPORTED_VALUE"),
-        ([{"op": "add", "path": "/address/-",
-           "value": {"use": "temp", "line": ["1 A St"], "text": "Second Home"}}], 400,
-         "INVALID_UPDATE"),
-        ([{"op": "add", "path": "/telecom/-",
-           "value": {"system": "email", "use": "home", "value": "nope"}}], 400, "INVALID_VALUE"),
+        (
+            [{"op": "add", "path": "/name/-", "value": {"use": "usual", "family": "Two"}}],
+            400,
+            "INVALID_UPDATE",
+        ),
+        (
+            [{"op": "add", "path": "/name/-", "value": {"use": "old", "family": "B@d"}}],
+            400,
+            "UNSUPPORTED_CHARACTERS_IN_FIELD",
+        ),
+        (
+            [{"op": "add", "path": "/deceasedDateTime", "value": "2020-01-01T00:00:00+00:00"}],
+            400,
+            "INVALID_UPDATE",
+        ),
+        (
+            [{"op": "add", "path": "/address/-", "value": {"use": "work", "line": ["1 A St"]}}],
+            400,
+            "UNSUPPORTED_VALUE",
+        ),
+        (
+            [
+                {
+                    "op": "add",
+                    "path": "/address/-",
+                    "value": {"use": "temp", "line": ["1 A St"], "text": "Second Home"},
+                }
+            ],
+            400,
+            "INVALID_UPDATE",
+        ),
+        (
+            [
+                {
+                    "op": "add",
+                    "path": "/telecom/-",
+                    "value": {"system": "email", "use": "home", "value": "nope"},
+                }
+            ],
+            400,
+            "INVALID_VALUE",
+        ),
         ([{"op": "add", "path": "/multipleBirthInteger", "value": 12}], 400, "INVALID_VALUE"),
     ],
 )
@@ -204,11 +239,15 @@ async def test_test_then_remove_a_list_item(client: httpx.AsyncClient, clients: 
     token = await user_token(client, clients, GP)
     patient = await fresh(client, token)
     nhs, telecom_id = patient["id"], patient["telecom"][0]["id"]
-    wrong = [{"op": "test", "path": "/telecom/0/id", "value": "WRONG"},
-             {"op": "remove", "path": "/telecom/0"}]
+    wrong = [
+        {"op": "test", "path": "/telecom/0/id", "value": "WRONG"},
+        {"op": "remove", "path": "/telecom/0"},
+    ]
     assert (await patch(client, token, nhs, wrong)).status_code == 400
-    right = [{"op": "test", "path": "/telecom/0/id", "value": telecom_id},
-             {"op": "remove", "path": "/telecom/0"}]
+    right = [
+        {"op": "test", "path": "/telecom/0/id", "value": telecom_id},
+        {"op": "remove", "path": "/telecom/0"},
+    ]
     response = await patch(client, token, nhs, right)
     assert response.status_code == 200, response.text
     assert "telecom" not in response.json() or response.json()["telecom"] == []

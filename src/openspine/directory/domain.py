@@ -80,3 +80,4 @@ class Application(msgspec.Struct, frozen=True, kw_only=True):
     application_permissions: tuple[str, ...]
     user_restricted: bool
     active: bool = True
+    patient_access: bool = False

@@ -33,6 +33,7 @@ class DirectoryService:
             ),
             user_restricted=app.user_restricted,
             active=app.active,
+            patient_access=app.patient_access,
         )
 
     async def role_profile(

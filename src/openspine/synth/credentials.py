@@ -57,6 +57,32 @@ def id_token(
     return jwt.encode(claims, key, algorithm="RS512", headers={"kid": kid})
 
 
+def patient_id_token(
+    key: rsa.RSAPrivateKey,
+    kid: str,
+    *,
+    issuer: str,
+    client_id: str,
+    nhs_number: str,
+    proofing_level: str = "P9",
+    lifetime: int = 300,
+) -> str:
+    """An ID token as an NHS login-style identity provider issues it to a proven patient."""
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "iss": issuer,
+        "aud": client_id,
+        "sub": str(uuid.uuid5(uuid.NAMESPACE_URL, f"nhs-login:{nhs_number}")),
+        "iat": now,
+        "exp": now + lifetime,
+        "jti": str(uuid.uuid4()),
+        "nhs_number": nhs_number,
+        "identity_proofing_level": proofing_level,
+        "vot": "P9.Cp.Cd" if proofing_level == "P9" else "P5.Cp.Cd",
+    }
+    return jwt.encode(claims, key, algorithm="RS512", headers={"kid": kid})
+
+
 def app_token_form(assertion: str) -> dict[str, str]:
     return {
         "grant_type": "client_credentials",

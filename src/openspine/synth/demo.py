@@ -123,6 +123,7 @@ async def create_demo_store(
                 jwks={"keys": [public_jwk(key)]},
                 application_permissions=tuple(p.value for p in app.application_permissions),
                 user_restricted=app.user_restricted,
+                patient_access=app.patient_access,
             )
         )
     directory = DirectoryRecords.new_records(chain(orgs, users, profiles, apps))
@@ -168,7 +169,11 @@ def _write_credentials(
                 "private_key_file": f"keys/apps/{app.client_id}.pem",
                 "token_url": settings.token_url,
                 "access_modes": [
-                    "user-restricted" if app.user_restricted else "application-restricted"
+                    "patient"
+                    if app.patient_access
+                    else "user-restricted"
+                    if app.user_restricted
+                    else "application-restricted"
                 ],
                 "application_permissions": [p.value for p in app.application_permissions],
             }

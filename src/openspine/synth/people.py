@@ -16,6 +16,7 @@ class DemoApp:
     name: str
     user_restricted: bool
     application_permissions: tuple[Permission, ...]
+    patient_access: bool = False
 
 
 DEMO_APPS: tuple[DemoApp, ...] = (
@@ -25,6 +26,13 @@ DEMO_APPS: tuple[DemoApp, ...] = (
         "OpenSpine demo back-end integration",
         False,
         (Permission.PDS_PATIENT_READ, Permission.PDS_PATIENT_SEARCH),
+    ),
+    DemoApp(
+        "openspine-demo-patient",
+        "OpenSpine demo patient-facing app (NHS login)",
+        False,
+        (),
+        patient_access=True,
     ),
 )
 

@@ -18,7 +18,7 @@ _EXT = "https://fhir.nhs.uk/R4/StructureDefinition/"
 
 def _person(
     rid: str,
-    nhs_number: str | None,
+    nhs_number: str,
     name: tuple[str, str, str],
     role: tuple[str, str, str],
     rank: int,
@@ -36,10 +36,11 @@ def _person(
             {"url": _EXT + "Extension-UKCore-ContactRank", "valuePositiveInt": rank},
         ],
     }
-    if nhs_number is not None:
-        person["patient"] = {
-            "identifier": {"system": "https://fhir.nhs.uk/Id/nhs-number", "value": nhs_number}
-        }
+    # As in PDS: the related person's own NHS number where they have one, else the patient's.
+    person["patient"] = {
+        "type": "Patient",
+        "identifier": {"system": "https://fhir.nhs.uk/Id/nhs-number", "value": nhs_number},
+    }
     return person
 
 
@@ -51,7 +52,7 @@ RELATED: dict[str, list[dict[str, Any]]] = {
         ),
         _person(
             "B3380E98",
-            None,
+            "9000000009",
             ("Mr", "Robert", "Smith"),
             (_ROLE, "Guardian", "Guardian of patient"),
             2,
@@ -60,14 +61,14 @@ RELATED: dict[str, list[dict[str, Any]]] = {
     "9000000017": [
         _person(
             "F4CF8B96",
-            None,
+            "9000000017",
             ("Mrs", "Jane", "Smith"),
             (_ROLE, "Guardian", "Guardian of patient"),
             1,
         )
     ],
     "9000000025": [
-        _person("2C0E4D61", None, ("Mr", "Tom", "Smythe"), (_V3_ROLE, "FTH", "father"), 1)
+        _person("2C0E4D61", "9000000025", ("Mr", "Tom", "Smythe"), (_V3_ROLE, "FTH", "father"), 1)
     ],
 }
 

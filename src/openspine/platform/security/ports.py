@@ -19,6 +19,7 @@ class RegisteredApplication:
     application_permissions: frozenset[Permission]
     user_restricted: bool
     active: bool = True
+    patient_access: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -76,6 +76,10 @@ def _decode_failure(exc: jwt.PyJWTError) -> str:
     return "is invalid"
 
 
+#: What a patient may do about their own record (the service checks it is their own).
+PATIENT_PERMISSIONS = frozenset({Permission.PDS_PATIENT_READ, Permission.PDS_PATIENT_UPDATE})
+
+
 class TokenIssuer:
     def __init__(
         self,
@@ -120,9 +124,12 @@ class TokenIssuer:
         }
         issued_type = None
         if grant_type == TOKEN_EXCHANGE:
-            if not app.user_restricted:
+            if app.patient_access:
+                token_claims.update(self._patient_claims(form, app.client_id))
+            elif app.user_restricted:
+                token_claims.update(await self._user_claims(form, app.client_id))
+            else:
                 raise AccessDenied("application is not configured for user-restricted access")
-            token_claims.update(await self._user_claims(form, app.client_id))
             issued_type = ACCESS_TOKEN_TYPE
         else:
             token_claims.update(
@@ -193,6 +200,52 @@ class TokenIssuer:
         if not isinstance(claims["jti"], str) or not claims["jti"]:
             raise AccessDenied("client assertion 'jti' is invalid")
         return app, claims
+
+    def _patient_claims(self, form: Mapping[str, str], client_id: str) -> dict[str, Any]:
+        """NHS login style: an ID token naming the patient's NHS number, proofed to P9."""
+        claims = self._id_token_claims(
+            form, client_id, ["iss", "sub", "aud", "exp", "nhs_number", "identity_proofing_level"]
+        )
+        if claims["identity_proofing_level"] != "P9":
+            raise AccessDenied("patient access needs identity proofing level P9")
+        nhs_number = str(claims["nhs_number"])
+        if not (len(nhs_number) == 10 and nhs_number.isdigit()):
+            raise AccessDenied("subject_token 'nhs_number' is not an NHS number")
+        return {
+            "sub": str(claims["sub"]),
+            "mode": AccessMode.PATIENT.value,
+            "nhs_number": nhs_number,
+            "perms": sorted(p.value for p in PATIENT_PERMISSIONS),
+        }
+
+    def _id_token_claims(
+        self, form: Mapping[str, str], client_id: str, required: list[str]
+    ) -> dict[str, Any]:
+        if form.get("subject_token_type") != ID_TOKEN_TYPE:
+            raise InvalidRequest(f"subject_token_type must be {ID_TOKEN_TYPE}")
+        id_token = form.get("subject_token")
+        if not id_token:
+            raise InvalidRequest("subject_token is missing")
+        try:
+            header = jwt.get_unverified_header(id_token)
+        except jwt.PyJWTError:
+            raise AccessDenied("subject_token is not a valid JWT") from None
+        key = self._idp_keys.get(str(header.get("kid")))
+        if key is None or header.get("alg") not in ("RS256", "RS512"):
+            raise AccessDenied("subject_token is not signed by the identity provider")
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                id_token,
+                key,
+                algorithms=["RS256", "RS512"],
+                audience=client_id,
+                issuer=self._idp_issuer,
+                leeway=CLOCK_SKEW,
+                options={"require": required},
+            )
+        except jwt.PyJWTError as exc:
+            raise AccessDenied(f"subject_token {_decode_failure(exc)}") from None
+        return claims
 
     async def _user_claims(self, form: Mapping[str, str], client_id: str) -> dict[str, Any]:
         if form.get("subject_token_type") != ID_TOKEN_TYPE:
