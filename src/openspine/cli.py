@@ -8,6 +8,8 @@ import os
 import sys
 import threading
 import time
+import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import click
@@ -15,7 +17,7 @@ import httpx
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from openspine.app import build_platform
+from openspine.app import Platform, build_platform
 from openspine.platform.audit.events import AuditContext
 from openspine.platform.audit.verify import VerificationResult, verify_chain
 from openspine.platform.errors import SpineError
@@ -237,6 +239,48 @@ def audit_verify(data_dir: Path) -> None:
         f"{result.problem}[/red] ({result.checked} events verified before it)"
     )
     sys.exit(1)
+
+
+@main.group()
+def pds() -> None:
+    """Operator actions on the national patient index (audited, with change events)."""
+
+
+@pds.command("merge")
+@DATA_DIR
+@click.argument("superseded")
+@click.argument("survivor")
+@click.option("--operator", required=True, help="Who is doing this (recorded in the audit).")
+def pds_merge(data_dir: Path, superseded: str, survivor: str, operator: str) -> None:
+    """Mark SUPERSEDED as a duplicate of SURVIVOR: reads and searches resolve to SURVIVOR."""
+    _operate(data_dir, lambda p, c: p.pds.merge(superseded, survivor, c, operator))
+    click.echo("merged: the superseded record now resolves to the survivor")
+
+
+@pds.command("invalidate")
+@DATA_DIR
+@click.argument("nhs_number")
+@click.option("--operator", required=True, help="Who is doing this (recorded in the audit).")
+def pds_invalidate(data_dir: Path, nhs_number: str, operator: str) -> None:
+    """Invalidate a record created in error: it is no longer read or found."""
+    _operate(data_dir, lambda p, c: p.pds.invalidate(nhs_number, c, operator))
+    click.echo("invalidated")
+
+
+def _operate(data_dir: Path, action: Callable[[Platform, AuditContext], Awaitable[None]]) -> None:
+    async def run() -> None:
+        platform = build_platform(_settings(data_dir))
+        await platform.store.start()
+        try:
+            await action(platform, AuditContext(str(uuid.uuid4()), None))
+        finally:
+            await platform.store.close()
+
+    try:
+        asyncio.run(run())
+    except SpineError as exc:
+        err.print(f"[red]{exc.code}: {exc.diagnostics or exc.display}[/red]")
+        sys.exit(1)
 
 
 async def _verify(settings: Settings) -> VerificationResult:

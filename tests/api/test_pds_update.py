@@ -35,9 +35,11 @@ async def test_create_allocates_an_nhs_number(client: httpx.AsyncClient, clients
     patient = await fresh(client, token)
     Patient.model_validate(patient)
     nhs = patient["id"]
-    assert len(nhs) == 10 and nhs.startswith("9")
+    assert len(nhs) == 10
+    assert nhs.startswith("9")
     got = await client.get(f"{PATIENT_BASE}/Patient/{nhs}", headers=headers(token))
-    assert got.status_code == 200 and got.headers["etag"] == 'W/"1"'
+    assert got.status_code == 200
+    assert got.headers["etag"] == 'W/"1"'
     assert got.json()["name"][0]["id"]  # the system allocated list item ids
 
 
@@ -115,9 +117,11 @@ async def test_patch_updates_and_versions(
     assert response.headers["etag"] == 'W/"2"'
     updated = response.json()
     Patient.model_validate(updated)
-    assert updated["gender"] == "male" and updated["meta"]["versionId"] == "2"
+    assert updated["gender"] == "male"
+    assert updated["meta"]["versionId"] == "2"
     assert updated["name"][0]["prefix"] == ["Dr"]
-    assert updated["name"][1]["id"] and updated["name"][1]["period"]["start"]
+    assert updated["name"][1]["id"]
+    assert updated["name"][1]["period"]["start"]
     # Stale version → 409; nothing changed.
     stale = await patch(
         client, token, nhs, [{"op": "replace", "path": "/gender", "value": "female"}]
@@ -152,7 +156,8 @@ async def test_patch_retry_with_same_request_id_is_applied_once(
     first = await client.patch(url, json=body, headers=sent)
     second = await client.patch(url, json=body, headers=sent)
     assert first.status_code == second.status_code == 200
-    assert first.content == second.content and second.headers["etag"] == 'W/"2"'
+    assert first.content == second.content
+    assert second.headers["etag"] == 'W/"2"'
 
 
 @pytest.mark.parametrize(

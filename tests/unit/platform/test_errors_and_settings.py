@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from openspine.platform import errors
 from openspine.platform.errors import (
     InvalidatedResource,
     InvalidResourceId,
@@ -36,3 +37,27 @@ def test_settings_fail_closed(tmp_path: Path) -> None:
 def test_secret_does_not_print() -> None:
     assert "hunter2" not in repr(Secret("hunter2"))
     assert "hunter2" not in str(Secret("hunter2"))
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        errors.InvalidSearchData,
+        errors.AdditionalProperties,
+        errors.InvalidUpdate,
+        errors.InvalidCreate,
+        errors.TooFewValuesSubmitted,
+        errors.TooManyValuesSubmitted,
+        errors.ForbiddenUpdate,
+        errors.MissingValue,
+        errors.InvalidValue,
+        errors.PreconditionFailed,
+        errors.UnsupportedService,
+    ],
+)
+def test_outcome_with_diagnostics_matches_the_nhs_stub(error: type[SpineError]) -> None:
+    stub = pds_stub(f"errorResponses/{error.code}.json")
+    ours = json.loads(error("why").outcome())
+    for outcome in (stub, ours):
+        outcome["issue"][0].pop("diagnostics", None)
+    assert ours == stub
