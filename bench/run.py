@@ -1,6 +1,7 @@
-"""PDS read benchmark: OpenSpine (auth + audit) against the raw ASGI ceiling, same server settings.
+"""PDS benchmarks: OpenSpine (auth + audit) against the raw ASGI ceiling, same server settings.
 
-    python -m bench.run [--patients 10000] [--duration 10] [--connections 32] [--workers 1]
+    python -m bench.run [--scenario read|search] [--patients 10000] [--duration 10]
+                        [--connections 32] [--workers 1]
 
 Builds a fresh demo store, serves it with granian, loads it with wrk (Debian package) on
 loopback, then serves the ceiling app and loads it the same way. Writes
@@ -67,7 +68,12 @@ def children(pid: int) -> list[int]:
 
 
 def run_wrk(
-    url: str, env: dict[str, str], duration: int, connections: int, server_pid: int
+    url: str,
+    env: dict[str, str],
+    duration: int,
+    connections: int,
+    server_pid: int,
+    script: str = "pds_read.lua",
 ) -> dict[str, Any]:
     cpu_before = cpu_seconds(server_pid)
     started = time.monotonic()
@@ -79,7 +85,7 @@ def run_wrk(
             f"-d{duration}s",
             "--latency",
             "-s",
-            str(HERE / "pds_read.lua"),
+            str(HERE / script),
             url,
         ],
         capture_output=True,
@@ -115,7 +121,7 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-async def build_store(data_dir: Path, patients: int) -> list[str]:
+async def build_store(data_dir: Path, patients: int) -> list[tuple[str, str, str, str]]:
     from openspine.app import build_platform
     from openspine.synth.demo import create_demo_store, create_keys_and_settings
     from openspine.synth.population import Population
@@ -128,11 +134,15 @@ async def build_store(data_dir: Path, patients: int) -> list[str]:
         await create_demo_store(data_dir, settings, platform.store, size=patients, seed=1)
     finally:
         await platform.store.close()
-    return [p.nhs_number for p in generate(Population(seed=1, size=patients))]
+    return [
+        (p.nhs_number, p.family or "", p.given[0] if p.given else "", p.birth_date or "")
+        for p in generate(Population(seed=1, size=min(patients, 5000)))
+    ]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--scenario", choices=["read", "search"], default="read")
     parser.add_argument("--patients", type=int, default=10_000)
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
@@ -143,8 +153,13 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     data_dir = RESULTS / "store"
     shutil.rmtree(data_dir, ignore_errors=True)
-    numbers = asyncio.run(build_store(data_dir, args.patients))
-    (RESULTS / "numbers.txt").write_text("\n".join(numbers[:5000]) + "\n")
+    started = time.monotonic()
+    people = asyncio.run(build_store(data_dir, args.patients))
+    load_seconds = time.monotonic() - started
+    numbers = [p[0] for p in people]
+    (RESULTS / "numbers.txt").write_text("\n".join(numbers) + "\n")
+    (RESULTS / "queries.txt").write_text("\n".join("|".join(p[1:]) for p in people) + "\n")
+    script = "pds_read.lua" if args.scenario == "read" else "pds_search.lua"
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     cli = [sys.executable, "-m", "openspine.cli"]
@@ -182,9 +197,16 @@ def main() -> None:
         env = {
             "BENCH_NUMBERS": str(RESULTS / "numbers.txt"),
             "BENCH_TOKEN": str(RESULTS / "token.txt"),
+            "BENCH_QUERIES": str(RESULTS / "queries.txt"),
         }
+        family, given, born = people[0][1:]
+        path = (
+            f"Patient/{numbers[0]}"
+            if args.scenario == "read"
+            else f"Patient?family={family}&given={given}&birthdate=eq{born}"
+        )
         sample = httpx.get(
-            f"{base}/personal-demographics/FHIR/R4/Patient/{numbers[0]}",
+            f"{base}/personal-demographics/FHIR/R4/{path}",
             headers={
                 "Authorization": f"Bearer {token}",
                 "X-Request-ID": "60e0b220-8136-4ca5-ae46-1d97ef59d068",
@@ -192,7 +214,7 @@ def main() -> None:
         )
         sample.raise_for_status()
         (RESULTS / "body.json").write_bytes(sample.content)
-        openspine = run_wrk(base, env, args.duration, args.connections, server.pid)
+        openspine = run_wrk(base, env, args.duration, args.connections, server.pid, script)
     finally:
         stop(server)
     port = free_port()
@@ -216,13 +238,19 @@ def main() -> None:
     try:
         wait_ready(f"http://127.0.0.1:{port}/")
         ceiling = run_wrk(
-            f"http://127.0.0.1:{port}", env, args.duration, args.connections, ceiling_proc.pid
+            f"http://127.0.0.1:{port}",
+            env,
+            args.duration,
+            args.connections,
+            ceiling_proc.pid,
+            script,
         )
     finally:
         stop(ceiling_proc)
     report = {
-        "scenario": "pds-read",
+        "scenario": f"pds-{args.scenario}",
         "patients": args.patients,
+        "load_seconds": round(load_seconds, 1),
         "duration_s": args.duration,
         "connections": args.connections,
         "workers": args.workers,
@@ -231,11 +259,12 @@ def main() -> None:
         "ratio": round(openspine["rps"] / ceiling["rps"], 3),
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    (RESULTS / "pds-read.json").write_text(json.dumps(report, indent=2))
+    name = f"pds-{args.scenario}-{args.patients}"
+    (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=2))
     print("| stack | req/s | p50 ms | p95 ms | p99 ms | errors | non-2xx | server CPU % |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, r in (
-        ("OpenSpine PDS read (auth + audit)", openspine),
+        (f"OpenSpine PDS {args.scenario} (auth + audit)", openspine),
         ("raw ASGI ceiling", ceiling),
     ):
         print(
