@@ -18,6 +18,7 @@ from openspine.pds.patching import COMMUNICATION, CONTACT_PREFERENCE, apply_patc
 from openspine.pds.search_query import DateRange, SearchQuery, Text
 from openspine.platform.errors import (
     AdditionalProperties,
+    InvalidCreate,
     InvalidRequest,
     MissingValue,
     TooFewValuesSubmitted,
@@ -126,6 +127,8 @@ def parse_create(body: bytes, today: date) -> CreateRequest:
         isinstance(e, dict) and e.get("url") == REGISTERING_AUTHORITY for e in extensions
     ):
         raise MissingValue("Missing value - the registering authority extension is required")
+    if not all(isinstance(x, dict) for x in [*names, *addresses]):
+        raise InvalidCreate("Invalid create - each name and address must be an object")
     names = [{**n, "use": n.get("use", "usual")} for n in names]
     for address in addresses:
         if isinstance(address, dict):

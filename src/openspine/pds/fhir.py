@@ -8,7 +8,13 @@ import orjson
 
 from openspine.pds.domain import LOCATION_EXTENSIONS, RESTRICTED_FIELDS
 
-__all__ = ["capability_statement", "encode", "is_restricted", "restricted_view"]
+__all__ = [
+    "capability_statement",
+    "encode",
+    "is_restricted",
+    "restricted_view",
+    "with_hidden_fields",
+]
 
 CONFIDENTIALITY = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
 
@@ -32,6 +38,19 @@ def restricted_view(patient: dict[str, Any]) -> dict[str, Any]:
         if not view["extension"]:
             del view["extension"]
     return view
+
+
+def with_hidden_fields(full: dict[str, Any], view: dict[str, Any]) -> dict[str, Any]:
+    """``view`` (a changed restricted copy) with the location data of ``full`` put back."""
+    merged = {k: v for k, v in view.items() if k not in RESTRICTED_FIELDS}
+    for field in RESTRICTED_FIELDS:
+        if field in full:
+            merged[field] = full[field]
+    hidden = [e for e in full.get("extension", []) if e.get("url") in LOCATION_EXTENSIONS]
+    extensions = [*merged.get("extension", []), *hidden]
+    if extensions:
+        merged["extension"] = extensions
+    return merged
 
 
 def capability_statement(base_url: str, version: str) -> bytes:

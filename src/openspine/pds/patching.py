@@ -238,8 +238,12 @@ def apply_patches(
     for field in BASE_LISTS:
         if patched.get(field) == []:
             del patched[field]
-    _normalise_new_items(current, patched, today)
-    _FieldRules(current, patched, today, patient_mode).check()
+    try:
+        _normalise_new_items(current, patched, today)
+        _FieldRules(current, patched, today, patient_mode).check()
+    except (TypeError, AttributeError, KeyError, ValueError):
+        # A value of the wrong JSON type (a string where an object belongs, …).
+        raise InvalidValue("Invalid value - a patched element has the wrong structure") from None
     return PatchedPatient(patched, changed_fields(current, patched))
 
 

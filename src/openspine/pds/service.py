@@ -24,10 +24,10 @@ from openspine.pds.demographics import (
 )
 from openspine.pds.domain import MAX_SUPERSEDED_HOPS, is_valid_nhs_number, sees_restricted_fields
 from openspine.pds.errors import InvalidNhsNumber, PatientInvalidated, PatientNotFound
-from openspine.pds.fhir import encode, is_restricted, restricted_view
+from openspine.pds.fhir import encode, is_restricted, restricted_view, with_hidden_fields
 from openspine.pds.matching import Match, score
 from openspine.pds.normalise import phonetic
-from openspine.pds.patching import apply_patches
+from openspine.pds.patching import apply_patches, changed_fields
 from openspine.pds.ports import PATIENT, RELATED_PERSONS
 from openspine.pds.search_query import SearchQuery
 from openspine.platform.audit.events import AuditAction, AuditContext, AuditOutcome, audit_record
@@ -397,14 +397,24 @@ class PdsService:
                 principal, record.id
             )
             today = self._today()
+            # A caller who sees the restricted copy patches what they saw (its list indexes);
+            # the hidden location data is put back unchanged afterwards.
+            visible = (
+                orjson.loads(record.restricted_body)
+                if restricted and record.restricted_body is not None
+                else current
+            )
             patched = apply_patches(
-                current,
+                visible,
                 patch_body,
                 patient_mode=principal.mode is AccessMode.PATIENT,
                 restricted=restricted,
                 today=today,
             )
-            resource = patched.resource
+            resource = (
+                with_hidden_fields(current, patched.resource) if restricted else patched.resource
+            )
+            changed = changed_fields(current, resource)
             version = record.version + 1
             resource["meta"] = {**resource.get("meta", {}), "versionId": str(version)}
             put = patient_put(resource, expected_version=record.version, today=today.isoformat())
@@ -416,7 +426,7 @@ class PdsService:
                         {"nhsNumber": record.id, "version": version, "element": field}
                     ),
                 )
-                for field in sorted(patched.changed)
+                for field in sorted(changed)
                 if field in CHANGE_TOPICS
             ]
             audit = audit_record(
@@ -425,7 +435,7 @@ class PdsService:
                 principal=principal,
                 context=context,
                 patients=[record.id],
-                detail="changed: " + ",".join(sorted(patched.changed)),
+                detail="changed: " + ",".join(sorted(changed)),
             )
             shown = put.restricted_body if restricted and put.restricted_body else put.body
             return PreparedWrite(
