@@ -1,8 +1,10 @@
 """The searchable facts of a Patient resource, and the index keys that find them.
 
-A name, address or telecom is *historic* when its period has ended (or, for names, when its use
-is ``old`` or ``maiden``). Non-fuzzy searches see current data unless ``_history=true``; fuzzy
-searches always see both (PDS FHIR specification, "History").
+A name is *historic* when its use is ``old`` or ``maiden``; an address or telecom when its use is
+``old``, or when its period has ended and a current one of the same use (and system) has replaced
+it — so a record whose only home address carries an end date still has a current home address.
+Non-fuzzy searches see current data unless ``_history=true``; fuzzy searches always see both (PDS
+FHIR specification, "History").
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ __all__ = [
     "Demographics",
     "NameFacts",
     "demographics",
+    "historic_flags",
     "search_keys",
 ]
 
@@ -68,29 +71,45 @@ def _ended(item: dict[str, Any], today: str) -> bool:
     return isinstance(end, str) and end[:10] < today
 
 
+def historic_flags(items: list[dict[str, Any]], today: str, *keys: str) -> list[bool]:
+    """For each address or telecom: is it historic (see the module docstring)?"""
+    current_kinds = {
+        tuple(item.get(k) for k in keys)
+        for item in items
+        if item.get("use") != "old" and not _ended(item, today)
+    }
+    return [
+        item.get("use") == "old"
+        or (_ended(item, today) and tuple(item.get(k) for k in keys) in current_kinds)
+        for item in items
+    ]
+
+
 def demographics(patient: dict[str, Any], today: str) -> Demographics:
     """What search compares, normalised once; ``today`` is an ISO date."""
     names = []
     for name in patient.get("name", []):
         family = normalise_name(str(name.get("family", "")))
         given = tuple(g for g in (normalise_name(str(x)) for x in name.get("given", [])) if g)
-        historic = name.get("use") in HISTORIC_NAME_USES or _ended(name, today)
+        historic = name.get("use") in HISTORIC_NAME_USES
         if family or given:
             names.append(NameFacts(family, given, historic))
+    addresses = patient.get("address", [])
     postcodes = tuple(
-        (normalise_postcode(str(a["postalCode"])), a.get("use") == "old" or _ended(a, today))
-        for a in patient.get("address", [])
+        (normalise_postcode(str(a["postalCode"])), historic)
+        for a, historic in zip(addresses, historic_flags(addresses, today, "use"), strict=True)
         if a.get("postalCode")
     )
     emails, phones = [], []
-    for t in patient.get("telecom", []):
+    telecoms = patient.get("telecom", [])
+    for t, historic in zip(telecoms, historic_flags(telecoms, today, "system", "use"), strict=True):
         value = t.get("value")
         if not isinstance(value, str):
             continue
         if t.get("system") == "email":
-            emails.append((normalise_email(value), _ended(t, today)))
+            emails.append((normalise_email(value), historic))
         elif t.get("system") == "phone":
-            phones.append((normalise_phone(value), _ended(t, today)))
+            phones.append((normalise_phone(value), historic))
     gp = None
     for practice in patient.get("generalPractitioner", []):
         code = practice.get("identifier", {}).get("value")

@@ -3,12 +3,13 @@
 Every criterion the caller supplied gets a component score in [0, 1]; the match score is their
 mean, rounded to four places. 1.0 means every criterion matched current data exactly. Components:
 
-* names: exact 1.0; wildcard 0.9; a previous (historic) name times 0.95; in a fuzzy search the
-  Jaro-Winkler similarity (rapidfuzz), raised to at least 0.85 when the Soundex codes agree, and
- x0.9 when family and given names are transposed;
+* names: exact 1.0; wildcard 0.9; a middle name given as the first 0.95; a previous
+  (historic) name times 0.95; in a fuzzy search the Jaro-Winkler similarity (rapidfuzz), raised to
+  at least 0.85 when the Soundex codes agree, and times 0.9 when family and given names are
+  transposed;
 * date of birth or death: inside the range 1.0 (a fuzzy search scores a death date but does not
   require it);
-* gender, email, phone, GP practice: 1.0 or 0.0; postcode: 1.0, wildcard 0.9, historic x0.95,
+* gender, email, phone, GP practice: 1.0 or 0.0; postcode: 1.0, wildcard 0.9, historic times 0.95,
   same outward code (fuzzy) 0.6.
 
 A non-fuzzy search keeps a patient only if every criterion matched; a fuzzy search keeps one
@@ -34,6 +35,7 @@ HISTORIC_FACTOR: Final = 0.95
 TRANSPOSED_FACTOR: Final = 0.9
 PHONETIC_FLOOR: Final = 0.85
 OUTWARD_CODE_SCORE: Final = 0.6
+MIDDLE_NAME_SCORE: Final = 0.95
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +72,8 @@ def _given_score(query: tuple[Text, ...], name: NameFacts, fuzzy: bool) -> float
         head = WILDCARD_SCORE if first.matches(joined) or first.matches(name.given[0]) else 0.0
     elif first.value in (name.given[0], joined) or joined.startswith(first.value + " "):
         head = 1.0
+    elif first.value in name.given[1:] or first.value in joined.split()[1:]:
+        head = MIDDLE_NAME_SCORE  # a middle name searched for as the given name
     else:
         head = _similar(first.value, name.given[0]) if fuzzy else 0.0
     if not rest:

@@ -8,6 +8,7 @@ from typing import Any, Final
 
 import orjson
 
+from openspine.pds.demographics import historic_flags
 from openspine.pds.domain import LOCATION_EXTENSIONS
 from openspine.pds.fhir import restricted_view
 
@@ -34,10 +35,11 @@ def search_view(patient: dict[str, Any], *, restricted: bool) -> dict[str, Any]:
     else:
         view.pop("name", None)
     today = datetime.now(UTC).date().isoformat()
+    addresses = view.get("address", [])
     homes = [
         a
-        for a in view.get("address", [])
-        if a.get("use") == "home" and a.get("period", {}).get("end", "9999") >= today
+        for a, historic in zip(addresses, historic_flags(addresses, today, "use"), strict=True)
+        if a.get("use") == "home" and not historic
     ]
     if homes:
         view["address"] = homes
