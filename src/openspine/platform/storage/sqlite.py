@@ -45,6 +45,10 @@ _STOP = object()
 _NONCE_PURGE_EVERY = 1000
 
 
+#: Page cache per connection (KiB): index inserts and range scans stay in memory.
+_CACHE_KIB = 256 * 1024
+
+
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
@@ -100,6 +104,7 @@ class SqliteStore:
         )
         conn.execute("PRAGMA busy_timeout = 10000")
         conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+        conn.execute(f"PRAGMA cache_size = -{_CACHE_KIB}")
         if read_only:
             conn.execute("PRAGMA query_only = 1")
         else:
