@@ -165,6 +165,11 @@ async def test_metadata_is_a_capability_statement(client: httpx.AsyncClient) -> 
     assert statement["resourceType"] == "CapabilityStatement"
     assert statement["fhirVersion"] == "4.0.1"
     assert statement["rest"][0]["resource"][0]["type"] == "Patient"
+    from fhir.resources.R4B.capabilitystatement import CapabilityStatement
+
+    CapabilityStatement.model_validate(statement)
+    codes = {i["code"] for i in statement["rest"][0]["resource"][0]["interaction"]}
+    assert codes == {"read", "search-type", "patch", "create"}
 
 
 async def test_emitted_patient_is_valid_fhir_r4(

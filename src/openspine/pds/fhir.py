@@ -93,10 +93,34 @@ def capability_statement(base_url: str, version: str) -> bytes:
                     {
                         "type": "Patient",
                         "profile": "https://fhir.hl7.org.uk/StructureDefinition/UKCore-Patient",
-                        "interaction": [{"code": "read"}],
+                        "interaction": [
+                            {"code": "read"},
+                            {"code": "search-type"},
+                            {"code": "patch"},
+                            {"code": "create"},
+                        ],
                         "versioning": "versioned",
                         "readHistory": False,
                         "conditionalRead": "not-supported",
+                        "conditionalUpdate": False,
+                        "searchParam": [
+                            {"name": name, "type": kind}
+                            for name, kind in (
+                                ("family", "string"),
+                                ("given", "string"),
+                                ("gender", "token"),
+                                ("birthdate", "date"),
+                                ("death-date", "date"),
+                                ("address-postalcode", "string"),
+                                ("general-practitioner", "reference"),
+                                ("email", "token"),
+                                ("phone", "token"),
+                                ("_fuzzy-match", "special"),
+                                ("_exact-match", "special"),
+                                ("_history", "special"),
+                                ("_max-results", "number"),
+                            )
+                        ],
                     }
                 ],
             }
