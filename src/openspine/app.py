@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import timedelta
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
 from openspine import __version__
 from openspine.directory.service import DirectoryService
+from openspine.mesh import routes as mesh_routes
+from openspine.mesh.blobs import BlobStore
+from openspine.mesh.jobs import mesh_jobs
+from openspine.mesh.mailboxes import SANDBOX_MAILBOXES, SANDBOX_WORKFLOWS, register
+from openspine.mesh.passwords import PasswordSeal
+from openspine.mesh.service import MeshError, MeshService, MeshSettings
 from openspine.pds import routes as pds_routes
 from openspine.pds.fhir import capability_statement
 from openspine.pds.service import PdsService
@@ -28,7 +36,9 @@ from openspine.settings import Settings
 
 __all__ = ["Platform", "build_platform", "create_app"]
 
-MAX_BODY_BYTES = 1024 * 1024
+#: The largest request body of any route: a MESH chunk (100 MiB) and its headers' slack.
+#: Each route enforces its own smaller limit (PDS: 256 KiB; forms: Starlette's defaults).
+MAX_BODY_BYTES = 101 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +52,7 @@ class Platform:
     issuer: TokenIssuer
     verifier: TokenVerifier
     jwks: dict[str, object]
+    mesh: MeshService | None = None
 
 
 def build_platform(settings: Settings) -> Platform:
@@ -67,7 +78,24 @@ def build_platform(settings: Settings) -> Platform:
     verifier = TokenVerifier(
         public_key=signing_key.public_key(), issuer=settings.token_url, audience=audience
     )
+    mesh = None
+    if settings.mesh_enabled:
+        assert settings.mesh_shared_key is not None
+        assert settings.mesh_seal_key_file is not None
+        assert settings.blob_dir is not None
+        mesh = MeshService(
+            store,
+            BlobStore(settings.blob_dir),
+            PasswordSeal.from_file(settings.mesh_seal_key_file),
+            MeshSettings(
+                shared_key=settings.mesh_shared_key.reveal().encode(),
+                sandbox=settings.mesh_sandbox,
+                inbox_expiry=timedelta(days=settings.mesh_inbox_expiry_days),
+                retention=timedelta(days=settings.mesh_retention_days),
+            ),
+        )
     return Platform(
+        mesh=mesh,
         settings=settings,
         store=store,
         directory=directory,
@@ -86,10 +114,25 @@ def create_app(settings: Settings) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await platform.store.start()
+        job = None
+        if platform.mesh is not None:
+            if settings.mesh_sandbox:
+                await register(
+                    platform.store,
+                    platform.mesh.seal,
+                    SANDBOX_MAILBOXES,
+                    SANDBOX_WORKFLOWS,
+                    "MESH sandbox mailboxes and workflows",
+                )
+            job = asyncio.create_task(mesh_jobs(platform.mesh, settings.mesh_job_interval_seconds))
         log_event(LogEvent.STARTED, version=__version__)
         try:
             yield
         finally:
+            if job is not None:
+                job.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await job
             await platform.store.close()
             log_event(LogEvent.STOPPED)
 
@@ -97,6 +140,7 @@ def create_app(settings: Settings) -> Starlette:
         *health.routes(platform.store, metrics, __version__),
         *oauth_routes.routes(platform.issuer, platform.jwks),
         *pds_routes.routes(platform.pds, capability_statement(base_url, __version__)),
+        *(mesh_routes.routes(platform.mesh) if platform.mesh is not None else []),
     ]
     app = Starlette(
         routes=routes,
@@ -107,7 +151,7 @@ def create_app(settings: Settings) -> Starlette:
                 request_id_required=[f"{pds_routes.BASE_PATH}/Patient"],
             )
         ],
-        exception_handlers=dict(EXCEPTION_HANDLERS),
+        exception_handlers={**EXCEPTION_HANDLERS, MeshError: mesh_routes.mesh_error_handler},
         lifespan=lifespan,
         max_body_size=MAX_BODY_BYTES,
     )

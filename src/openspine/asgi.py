@@ -22,7 +22,7 @@ def settings_from_env() -> Settings:
     if data_dir:
         return Settings.for_data_dir(
             Path(data_dir), base_url=os.environ.get("OPENSPINE_PUBLIC_BASE_URL")
-        )
+        ).with_env_overrides(os.environ)
     return Settings.from_env(os.environ)
 
 

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from openspine.app import Platform, build_platform
+from openspine.mesh.mailboxes import SANDBOX_SHARED_KEY
 from openspine.platform.audit.events import AuditContext
 from openspine.platform.audit.verify import VerificationResult, verify_chain
 from openspine.platform.errors import SpineError
@@ -34,6 +35,7 @@ from openspine.synth.demo import (
     CREDENTIALS_FILE,
     create_demo_store,
     create_keys_and_settings,
+    ensure_mesh_setup,
     has_store,
     refresh_credentials,
 )
@@ -79,14 +81,31 @@ def main() -> None:
 @click.option("--patients", default=10_000, show_default=True, type=click.IntRange(0))
 @click.option("--seed", default=20261123, show_default=True, type=int)
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
-def demo(data_dir: Path, host: str, port: int, patients: int, seed: int, workers: int) -> None:
+@click.option(
+    "--mesh-sandbox",
+    is_flag=True,
+    help="MESH sandbox mode: DELETE /admin/reset, mesh-client's test mailboxes and shared key.",
+)
+def demo(
+    data_dir: Path,
+    host: str,
+    port: int,
+    patients: int,
+    seed: int,
+    workers: int,
+    mesh_sandbox: bool,
+) -> None:
     """Create a demo store in DATA_DIR if there is none, then serve it."""
     data_dir = data_dir.resolve()
+    if mesh_sandbox:
+        os.environ["OPENSPINE_MESH_SANDBOX"] = "true"
+        os.environ["OPENSPINE_MESH_SHARED_KEY"] = SANDBOX_SHARED_KEY
     base_url = f"http://{host}:{port}"
     if not has_store(data_dir):
         settings = create_keys_and_settings(data_dir).with_base_url(base_url)
         loaded = asyncio.run(_load_demo(data_dir, settings, patients, seed))
         err.print(f"Loaded {loaded:,} patients into {data_dir}")
+    ensure_mesh_setup(data_dir)
     settings = _settings(data_dir, base_url)
     refresh_credentials(data_dir, settings)
     err.print(f"Demo credentials: {data_dir / CREDENTIALS_FILE}")
@@ -125,6 +144,8 @@ def serve(data_dir: Path, host: str, port: int, workers: int) -> None:
     data_dir = data_dir.resolve()
     settings = _settings(data_dir, f"http://{host}:{port}")
     if (data_dir / CREDENTIALS_FILE).is_file():
+        ensure_mesh_setup(data_dir)
+        settings = _settings(data_dir, f"http://{host}:{port}")
         refresh_credentials(data_dir, settings)
     _serve(data_dir, host, port, workers)
 

@@ -60,6 +60,13 @@ class Settings:
     postgres_pool_size: int = 8
     demo_mode: bool = False
     log_level: str = "INFO"
+    mesh_shared_key: Secret | None = None
+    mesh_seal_key_file: Path | None = None
+    blob_dir: Path | None = None
+    mesh_sandbox: bool = False
+    mesh_inbox_expiry_days: int = 5
+    mesh_retention_days: int = 30
+    mesh_job_interval_seconds: int = 60
 
     def __post_init__(self) -> None:
         if not (
@@ -76,6 +83,18 @@ class Settings:
             raise SettingsError("sqlite_synchronous must be FULL, EXTRA or NORMAL")
         if self.log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise SettingsError("log_level must be DEBUG, INFO, WARNING or ERROR")
+        if not 1 <= self.mesh_inbox_expiry_days <= self.mesh_retention_days <= 3650:
+            raise SettingsError("MESH inbox expiry must be at least 1 day and within retention")
+        if not 1 <= self.mesh_job_interval_seconds <= 86_400:
+            raise SettingsError("mesh_job_interval_seconds must be between 1 and 86400")
+
+    @property
+    def mesh_enabled(self) -> bool:
+        return (
+            self.mesh_shared_key is not None
+            and self.mesh_seal_key_file is not None
+            and self.blob_dir is not None
+        )
 
     @property
     def token_url(self) -> str:
@@ -97,6 +116,14 @@ class Settings:
             "idp_jwks_file": data_dir / raw["idp_jwks_file"],
             "demo_mode": bool(raw.get("demo_mode", False)),
         }
+        if "mesh_shared_key_file" in raw:
+            key_file = data_dir / raw["mesh_shared_key_file"]
+            if key_file.is_file():
+                values["mesh_shared_key"] = Secret(key_file.read_text().strip())
+        if "mesh_seal_key_file" in raw:
+            values["mesh_seal_key_file"] = data_dir / raw["mesh_seal_key_file"]
+        if "blob_dir" in raw:
+            values["blob_dir"] = data_dir / raw["blob_dir"]
         if base_url is not None:
             values["public_base_url"] = base_url
         return cls(**values)
@@ -135,4 +162,27 @@ class Settings:
             postgres_pool_size=integer("OPENSPINE_POSTGRES_POOL_SIZE", 8),
             demo_mode=demo == "true",
             log_level=env.get("OPENSPINE_LOG_LEVEL", "INFO"),
+            mesh_shared_key=(
+                Secret(env["OPENSPINE_MESH_SHARED_KEY"])
+                if env.get("OPENSPINE_MESH_SHARED_KEY")
+                else None
+            ),
+            mesh_seal_key_file=(
+                Path(env["OPENSPINE_MESH_SEAL_KEY_FILE"])
+                if env.get("OPENSPINE_MESH_SEAL_KEY_FILE")
+                else None
+            ),
+            blob_dir=Path(env["OPENSPINE_BLOB_DIR"]) if env.get("OPENSPINE_BLOB_DIR") else None,
+            mesh_sandbox=env.get("OPENSPINE_MESH_SANDBOX", "false").lower() == "true",
+            mesh_inbox_expiry_days=integer("OPENSPINE_MESH_INBOX_EXPIRY_DAYS", 5),
+            mesh_retention_days=integer("OPENSPINE_MESH_RETENTION_DAYS", 30),
         )
+
+    def with_env_overrides(self, env: Mapping[str, str]) -> Settings:
+        """A data-dir store's settings with the MESH variables an operator set on top."""
+        changes: dict[str, Any] = {}
+        if env.get("OPENSPINE_MESH_SHARED_KEY"):
+            changes["mesh_shared_key"] = Secret(env["OPENSPINE_MESH_SHARED_KEY"])
+        if env.get("OPENSPINE_MESH_SANDBOX"):
+            changes["mesh_sandbox"] = env["OPENSPINE_MESH_SANDBOX"].lower() == "true"
+        return replace(self, **changes) if changes else self

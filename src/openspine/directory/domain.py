@@ -10,6 +10,8 @@ import msgspec
 
 __all__ = [
     "Application",
+    "MeshMailbox",
+    "MeshWorkflow",
     "Organisation",
     "OrganisationRole",
     "RoleProfile",
@@ -81,3 +83,24 @@ class Application(msgspec.Struct, frozen=True, kw_only=True):
     user_restricted: bool
     active: bool = True
     patient_access: bool = False
+
+
+class MeshMailbox(msgspec.Struct, frozen=True, kw_only=True):
+    """A MESH mailbox; its password is sealed (AES-GCM), never stored in clear (ADR 0010)."""
+
+    mailbox_id: str
+    mailbox_name: str
+    ods_code: str
+    org_code: str
+    org_name: str = ""
+    billing_entity: str = "England"
+    sealed_password: str
+    active: bool = True
+
+
+class MeshWorkflow(msgspec.Struct, frozen=True, kw_only=True):
+    """A registered MESH workflow: who may send on it and who may receive it."""
+
+    workflow_id: str
+    senders: tuple[str, ...]
+    receivers: tuple[str, ...]

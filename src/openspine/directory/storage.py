@@ -7,12 +7,19 @@ from typing import TypeVar
 
 import msgspec
 
-from openspine.directory.domain import Application, Organisation, RoleProfile, User
+from openspine.directory.domain import (
+    Application,
+    MeshMailbox,
+    MeshWorkflow,
+    Organisation,
+    RoleProfile,
+    User,
+)
 from openspine.platform.storage.ports import PutResource, Store
 
 __all__ = ["RESOURCE_TYPES", "DirectoryRecords"]
 
-T = TypeVar("T", Organisation, RoleProfile, User, Application)
+T = TypeVar("T", Organisation, RoleProfile, User, Application, MeshMailbox, MeshWorkflow)
 
 #: Internal resource type names in the store, by record class.
 RESOURCE_TYPES: dict[type[msgspec.Struct], str] = {
@@ -20,6 +27,8 @@ RESOURCE_TYPES: dict[type[msgspec.Struct], str] = {
     RoleProfile: "directory.RoleProfile",
     User: "directory.User",
     Application: "directory.Application",
+    MeshMailbox: "directory.MeshMailbox",
+    MeshWorkflow: "directory.MeshWorkflow",
 }
 
 _ENCODER = msgspec.json.Encoder()
@@ -34,6 +43,10 @@ def _key(record: msgspec.Struct) -> str:
         return record.user_id
     if isinstance(record, Application):
         return record.client_id
+    if isinstance(record, MeshMailbox):
+        return record.mailbox_id
+    if isinstance(record, MeshWorkflow):
+        return record.workflow_id
     raise TypeError(type(record).__name__)
 
 
@@ -46,6 +59,32 @@ class DirectoryRecords:
         if stored is None:
             return None
         return msgspec.json.decode(stored.body, type=cls)
+
+    @staticmethod
+    def upserts(records: Iterable[msgspec.Struct], current: dict[str, int]) -> list[PutResource]:
+        """Create or replace records; ``current`` maps a record's key to its stored version."""
+        puts = []
+        for r in records:
+            key = _key(r)
+            version = current.get(key)
+            puts.append(
+                PutResource(
+                    resource_type=RESOURCE_TYPES[type(r)],
+                    id=key,
+                    version=(version or 0) + 1,
+                    body=_ENCODER.encode(r),
+                    expected_version=version,
+                )
+            )
+        return puts
+
+    async def versions(self, records: Iterable[msgspec.Struct]) -> dict[str, int]:
+        found = {}
+        for r in records:
+            stored = await self._store.get(RESOURCE_TYPES[type(r)], _key(r))
+            if stored is not None:
+                found[_key(r)] = stored.version
+        return found
 
     @staticmethod
     def new_records(records: Iterable[msgspec.Struct]) -> list[PutResource]:

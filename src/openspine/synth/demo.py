@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 from collections.abc import Callable
 from itertools import chain
 from pathlib import Path
@@ -28,6 +29,7 @@ from openspine.directory.domain import (
     User,
 )
 from openspine.directory.storage import DirectoryRecords
+from openspine.mesh.passwords import write_seal_key
 from openspine.platform.audit.events import AuditAction, AuditContext, AuditOutcome, audit_record
 from openspine.platform.security.keys import (
     generate_private_key,
@@ -83,9 +85,31 @@ def create_keys_and_settings(data_dir: Path, store_url: str | None = None) -> Se
         "demo_mode": True,
     }
     (data_dir / SETTINGS_FILE).write_text(json.dumps(raw, indent=2))
+    ensure_mesh_setup(data_dir)
     settings = Settings.for_data_dir(data_dir)
     upgrade(settings.store_url)
     return settings
+
+
+def ensure_mesh_setup(data_dir: Path) -> None:
+    """MESH's keys (shared key, password seal) and blob directory, added to a store lacking them."""
+    path = data_dir / SETTINGS_FILE
+    raw = json.loads(path.read_text())
+    shared = data_dir / "keys" / "mesh-shared-key"
+    if not shared.exists():
+        shared.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(shared, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(32))
+    write_seal_key(data_dir / "keys" / "mesh-seal.key")
+    (data_dir / "blobs").mkdir(exist_ok=True)
+    wanted = {
+        "mesh_shared_key_file": "keys/mesh-shared-key",
+        "mesh_seal_key_file": "keys/mesh-seal.key",
+        "blob_dir": "blobs",
+    }
+    if any(raw.get(k) != v for k, v in wanted.items()):
+        path.write_text(json.dumps({**raw, **wanted}, indent=2))
 
 
 async def create_demo_store(

@@ -34,6 +34,13 @@ class AuditAction(StrEnum):
     PDS_PATIENT_INVALIDATE = "pds.patient.invalidate"
     PDS_RELATED_PERSON_READ = "pds.related-person.read"
     PDS_POPULATION_LOAD = "pds.population.load"
+    DIRECTORY_MESH_REGISTER = "directory.mesh.register"
+    MESH_MESSAGE_SEND = "mesh.message.send"
+    MESH_MESSAGE_DOWNLOAD = "mesh.message.download"
+    MESH_MESSAGE_ACKNOWLEDGE = "mesh.message.acknowledge"
+    MESH_MESSAGE_EXPIRE = "mesh.message.expire"
+    MESH_MESSAGE_PURGE = "mesh.message.purge"
+    MESH_SANDBOX_RESET = "mesh.sandbox.reset"
     SECURITY_TOKEN_ISSUE = "security.token.issue"  # noqa: S105 - an action name, not a secret
     SECURITY_EMERGENCY_ACCESS = "security.emergency-access.claim"
     TEST_WRITE = "platform.test.write"

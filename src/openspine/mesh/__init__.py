@@ -1,0 +1,1 @@
+"""MESH: secure mailbox messaging to the MESH API v2 contract (compatible with mesh-client)."""

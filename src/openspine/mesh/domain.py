@@ -1,0 +1,103 @@
+"""MESH rules without I/O: message ids, statuses, chunk ranges, the stored message record."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Final
+
+import msgspec
+
+__all__ = [
+    "MeshMessage",
+    "MessageStatus",
+    "MessageType",
+    "new_message_id",
+    "parse_chunk_range",
+]
+
+#: The resource type of message records in the platform store.
+MESSAGE: Final = "MeshMessage"
+MAX_SUBJECT: Final = 500
+MAX_ID_HEADER: Final = 300
+
+
+class MessageStatus(StrEnum):
+    UPLOADING = "uploading"
+    ACCEPTED = "accepted"
+    ACKNOWLEDGED = "acknowledged"
+    UNDELIVERABLE = "undeliverable"
+    PURGED = "purged"
+
+
+class MessageType(StrEnum):
+    DATA = "DATA"
+    REPORT = "REPORT"
+
+
+class MeshMessage(msgspec.Struct, kw_only=True):
+    """A message's metadata; its chunks are blobs named by their SHA-256 digest."""
+
+    message_id: str
+    sender: str
+    recipient: str
+    workflow_id: str
+    status: MessageStatus
+    message_type: MessageType = MessageType.DATA
+    total_chunks: int = 1
+    chunks: list[str | None] = msgspec.field(default_factory=list)
+    chunk_sizes: list[int] = msgspec.field(default_factory=list)
+    content_type: str = "application/octet-stream"
+    content_encoding: str = ""
+    subject: str | None = None
+    file_name: str | None = None
+    local_id: str | None = None
+    partner_id: str | None = None
+    checksum: str | None = None
+    encrypted: bool = False
+    compressed: bool = False
+    created_at: str
+    accepted_at: str | None = None
+    status_at: str
+    expires_at: str | None = None
+    purge_at: str | None = None
+    linked_message_id: str | None = None
+    status_event: str | None = None
+    status_code: str | None = None
+    status_description: str | None = None
+
+    @property
+    def file_size(self) -> int:
+        return sum(self.chunk_sizes)
+
+    @property
+    def complete(self) -> bool:
+        return all(c is not None for c in self.chunks) and len(self.chunks) == self.total_chunks
+
+
+def new_message_id(now: datetime | None = None) -> str:
+    """MESH format: UTC time to the millisecond, then six random hex digits (``…222_ABCDEF``)."""
+    moment = now or datetime.now(UTC)
+    stamp = moment.strftime("%Y%m%d%H%M%S") + f"{moment.microsecond // 1000:03d}"
+    return f"{stamp}_{secrets.token_hex(3).upper()}"
+
+
+def parse_chunk_range(value: str | None, chunk_number: int) -> tuple[int, int] | None:
+    """``n:total`` for chunk ``chunk_number``; ``None`` when the header is wrong."""
+    if not value:
+        return (1, 1) if chunk_number == 1 else None
+    parts = value.split(":")
+    if len(parts) != 2:
+        return None
+    try:
+        number, total = (int(p.strip()) for p in parts)
+    except ValueError:
+        return None
+    if not 0 < number <= total or number != chunk_number or total > 99_999:
+        return None
+    return number, total
+
+
+def yes(value: str | None) -> bool:
+    return (value or "").strip().upper() in ("Y", "YES", "TRUE")
