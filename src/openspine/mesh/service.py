@@ -158,7 +158,7 @@ class MeshService:
         self._blobs = blobs
         self.seal = seal
         self.settings = settings
-        self._now = clock
+        self.clock = clock
 
     # -- authentication ------------------------------------------------------------------------
 
@@ -176,7 +176,7 @@ class MeshService:
         try:
             password = self.seal.open(mailbox.mailbox_id, mailbox.sealed_password)
             verify_token(
-                token, shared_key=self.settings.shared_key, password=password, now=self._now()
+                token, shared_key=self.settings.shared_key, password=password, now=self.clock()
             )
         except (TokenRejected, ValueError):
             raise MeshForbidden() from None
@@ -282,7 +282,7 @@ class MeshService:
             raise MeshError(413, "SEND", "413", "Chunk is larger than 100 MB") from None
         if size == 0:
             raise MeshError(417, "SEND", "02", "Data file is missing or inaccessible.")
-        now = self._now()
+        now = self.clock()
         total = chunk_range[1]
         chunks: list[str | None] = [digest] + [None] * (total - 1)
         sizes = [size] + [0] * (total - 1)
@@ -399,7 +399,7 @@ class MeshService:
             m.chunk_sizes[chunk_number - 1] = size
             writes = WriteSet()
             if m.complete:
-                self._accept(m, self._now())
+                self._accept(m, self.clock())
                 writes = self._audit(AuditAction.MESH_MESSAGE_SEND, m.sender, m.message_id, context)
                 writes.outbox.append(self._event(m))
             return writes
@@ -478,7 +478,7 @@ class MeshService:
                 return None  # acknowledging twice changes nothing
             if m.status is not MessageStatus.ACCEPTED:
                 raise MeshGone(message_id)
-            now = self._now()
+            now = self.clock()
             m.status = MessageStatus.ACKNOWLEDGED
             m.status_at = _iso(now)
             m.purge_at = _iso(now + self.settings.retention)
@@ -542,7 +542,7 @@ class MeshService:
     async def expire_and_purge(self, context: AuditContext, batch: int = 500) -> tuple[int, int]:
         """Undelivered messages past the inbox expiry get a non-delivery report to their sender;
         acknowledged, undeliverable and abandoned messages past retention are purged."""
-        now = self._now()
+        now = self.clock()
         expired = 0
         for _, value in await self._store.scan_index(MESSAGE, "mbexp", "", f"{_iso(now)}|~", batch):
             if await self._expire(value.rsplit("|", 1)[1], context):
@@ -556,7 +556,7 @@ class MeshService:
         return expired, purged
 
     async def _expire(self, message_id: str, context: AuditContext) -> bool:
-        now = self._now()
+        now = self.clock()
         days = self.settings.inbox_expiry.days
         event, code, template = REPORT_UNDELIVERED
 
@@ -600,7 +600,7 @@ class MeshService:
         return before is not None and before[0].status is not after.status
 
     async def _purge(self, message_id: str, context: AuditContext) -> bool:
-        now = self._now()
+        now = self.clock()
         digests: list[str] = []
 
         def purge(m: MeshMessage) -> WriteSet | None:
@@ -624,7 +624,7 @@ class MeshService:
 
     async def reset(self, context: AuditContext) -> int:
         """Sandbox only: every message is purged at once (mesh-client's suite resets per test)."""
-        now = self._now()
+        now = self.clock()
         count = 0
         while rows := await self._store.scan_index(MESSAGE, "mball", "", "~", 500):
             for message_id, _ in rows:
