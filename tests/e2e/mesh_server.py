@@ -1,0 +1,74 @@
+"""Starting and killing a real OpenSpine server in MESH sandbox mode, for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+CLI = [sys.executable, "-m", "openspine.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Server:
+    """``openspine demo --mesh-sandbox`` (first start) or ``serve`` (restarts) on one data dir."""
+
+    def __init__(self, data_dir: Path, log: Path) -> None:
+        self.data_dir = data_dir
+        self.log = log
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self, *, first: bool) -> None:
+        args = ["demo", "--patients", "0", "--mesh-sandbox"] if first else ["serve"]
+        env = {
+            **os.environ,
+            "OPENSPINE_MESH_SANDBOX": "true",
+            "OPENSPINE_MESH_SHARED_KEY": "TestKey",
+        }
+        with self.log.open("a") as out:
+            self.proc = subprocess.Popen(
+                [*CLI, *args, "--data-dir", str(self.data_dir), "--port", str(self.port)],
+                stdout=subprocess.PIPE,
+                stderr=out,
+                text=True,
+                env=env,
+                start_new_session=True,
+            )
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line and self.proc.poll() is not None:
+                pytest.fail(f"server exited early: {self.log.read_text()[-2000:]}")
+            if line.strip() == self.url:
+                return
+        pytest.fail("server did not start in 90 s")
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        assert self.proc is not None
+        os.killpg(self.proc.pid, sig)
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        self.proc = None
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.kill(signal.SIGTERM)
