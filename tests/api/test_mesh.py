@@ -5,11 +5,13 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import hashlib
+import json
 import os
 import sqlite3
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -277,3 +279,44 @@ def test_passwords_are_never_stored_in_clear(demo_settings: Settings) -> None:
     if not rows:
         pytest.skip("no mailboxes registered yet in this session's store")
     assert all(b'"password"' not in r[0] for r in rows)  # the sandbox password is "password"
+
+
+async def test_demo_population_mailboxes_and_workflows(
+    demo_settings: Settings, demo_dir: Path
+) -> None:
+    """Practice → pharmacy on PHARM_REFERRAL with the demo's own shared key and passwords."""
+    passwords = json.loads((demo_dir / "keys" / "mesh-passwords.json").read_text())
+    key = (demo_dir / "keys" / "mesh-shared-key").read_text().strip().encode()
+    practice = next(m for m in passwords if m[0].isalpha() and m[1:6].isdigit())  # A81001OT001
+    pharmacy = next(m for m in passwords if m.startswith("F") and m[1].isalpha())  # FA100OT001
+    app = create_app(demo_settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as http:
+            sent = await http.post(
+                f"/messageexchange/{practice}/outbox",
+                content=b"referral",
+                headers={
+                    "mex-To": pharmacy,
+                    "mex-WorkflowID": "PHARM_REFERRAL",
+                    "Accept": V2,
+                    **auth(practice, passwords[practice], key),
+                },
+            )
+            assert sent.status_code == 202, sent.text
+            backwards = await http.post(
+                f"/messageexchange/{pharmacy}/outbox",
+                content=b"referral",
+                headers={
+                    "mex-To": practice,
+                    "mex-WorkflowID": "PHARM_REFERRAL",
+                    "Accept": V2,
+                    **auth(pharmacy, passwords[pharmacy], key),
+                },
+            )
+            assert backwards.status_code == 403
+            # The sandbox's well-known key is not this environment's key.
+            wrong_key = await http.post(
+                f"/messageexchange/{practice}", headers=auth(practice, passwords[practice], KEY)
+            )
+            assert wrong_key.status_code == 403

@@ -29,7 +29,7 @@ from openspine.directory.domain import (
     User,
 )
 from openspine.directory.storage import DirectoryRecords
-from openspine.mesh.passwords import write_seal_key
+from openspine.mesh.passwords import PasswordSeal, write_seal_key
 from openspine.platform.audit.events import AuditAction, AuditContext, AuditOutcome, audit_record
 from openspine.platform.security.keys import (
     generate_private_key,
@@ -41,6 +41,7 @@ from openspine.platform.storage.migrate import upgrade
 from openspine.platform.storage.ports import ResourceState, Store, WriteSet
 from openspine.settings import SETTINGS_FILE, Settings
 from openspine.synth.loader import load_patients, patient_put
+from openspine.synth.mesh_demo import credentials_section, register_demo_mailboxes
 from openspine.synth.people import DEMO_APPS, demo_users
 from openspine.synth.population import Population, organisations, patients
 from openspine.synth.related import related_person_puts
@@ -165,6 +166,9 @@ async def create_demo_store(
             ],
         )
     )
+    if settings.mesh_seal_key_file is not None:
+        seal = PasswordSeal.from_file(settings.mesh_seal_key_file)
+        await register_demo_mailboxes(data_dir, store, seal, orgs)
     special = [
         *(patient_put(p) for p in SANDBOX_PATIENTS),
         *(patient_put(p, ResourceState.SUPERSEDED, survivor) for survivor, p in SUPERSEDED.items()),
@@ -238,5 +242,6 @@ def refresh_credentials(data_dir: Path, settings: Settings) -> dict[str, Any]:
     document["base_url"] = settings.public_base_url
     for app in document["apps"]:
         app["token_url"] = settings.token_url
+    document["mesh"] = credentials_section(data_dir, settings.public_base_url)
     path.write_text(json.dumps(document, indent=2))
     return document
