@@ -13,6 +13,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
 from openspine import __version__
+from openspine.directory import routes as directory_routes
 from openspine.directory.service import DirectoryService
 from openspine.mesh import routes as mesh_routes
 from openspine.mesh.blobs import BlobStore
@@ -141,6 +142,7 @@ def create_app(settings: Settings) -> Starlette:
         *oauth_routes.routes(platform.issuer, platform.jwks),
         *pds_routes.routes(platform.pds, capability_statement(base_url, __version__)),
         *(mesh_routes.routes(platform.mesh) if platform.mesh is not None else []),
+        *directory_routes.routes(platform.store, base_url),
     ]
     app = Starlette(
         routes=routes,

@@ -9,9 +9,11 @@ from typing import Any
 import msgspec
 
 __all__ = [
+    "AccreditedSystem",
     "Application",
     "MeshMailbox",
     "MeshWorkflow",
+    "MessageHandler",
     "Organisation",
     "OrganisationRole",
     "RoleProfile",
@@ -104,3 +106,33 @@ class MeshWorkflow(msgspec.Struct, frozen=True, kw_only=True):
     workflow_id: str
     senders: tuple[str, ...]
     receivers: tuple[str, ...]
+
+
+class AccreditedSystem(msgspec.Struct, frozen=True, kw_only=True):
+    """An Accredited System (AS) record: one system deployed at one organisation (SDS /Device)."""
+
+    asid: str
+    ods_code: str
+    party_key: str
+    manufacturing_ods_code: str
+    interactions: tuple[str, ...]
+    name: str = ""
+
+
+class MessageHandler(msgspec.Struct, frozen=True, kw_only=True):
+    """A Message Handling System (MHS) record: where and how to send (SDS /Endpoint)."""
+
+    party_key: str
+    ods_code: str
+    asid: str
+    address: str
+    fqdn: str
+    cpa_id: str
+    interactions: tuple[str, ...]
+    sync_reply_mode: str = "MSHSignalsOnly"
+    retry_interval: str = "PT1M"
+    retries: int = 2
+    persist_duration: str = "PT5M"
+    duplicate_elimination: str = "always"
+    ack_requested: str = "always"
+    actor: str = "urn:oasis:names:tc:ebxml-msg:actor:toPartyMSH"

@@ -8,18 +8,31 @@ from typing import TypeVar
 import msgspec
 
 from openspine.directory.domain import (
+    AccreditedSystem,
     Application,
     MeshMailbox,
     MeshWorkflow,
+    MessageHandler,
     Organisation,
     RoleProfile,
     User,
 )
-from openspine.platform.storage.ports import PutResource, Store
+from openspine.platform.normalise import normalise_name, normalise_postcode
+from openspine.platform.storage.ports import IndexKey, PutResource, Store
 
-__all__ = ["RESOURCE_TYPES", "DirectoryRecords"]
+__all__ = ["RESOURCE_TYPES", "DirectoryRecords", "search_keys"]
 
-T = TypeVar("T", Organisation, RoleProfile, User, Application, MeshMailbox, MeshWorkflow)
+T = TypeVar(
+    "T",
+    Organisation,
+    RoleProfile,
+    User,
+    Application,
+    MeshMailbox,
+    MeshWorkflow,
+    AccreditedSystem,
+    MessageHandler,
+)
 
 #: Internal resource type names in the store, by record class.
 RESOURCE_TYPES: dict[type[msgspec.Struct], str] = {
@@ -29,6 +42,8 @@ RESOURCE_TYPES: dict[type[msgspec.Struct], str] = {
     Application: "directory.Application",
     MeshMailbox: "directory.MeshMailbox",
     MeshWorkflow: "directory.MeshWorkflow",
+    AccreditedSystem: "directory.AccreditedSystem",
+    MessageHandler: "directory.MessageHandler",
 }
 
 _ENCODER = msgspec.json.Encoder()
@@ -47,12 +62,58 @@ def _key(record: msgspec.Struct) -> str:
         return record.mailbox_id
     if isinstance(record, MeshWorkflow):
         return record.workflow_id
+    if isinstance(record, AccreditedSystem):
+        return record.asid
+    if isinstance(record, MessageHandler):
+        return record.party_key
     raise TypeError(type(record).__name__)
+
+
+def search_keys(record: msgspec.Struct) -> tuple[IndexKey, ...]:
+    """What the directory API searches by (ADR 0009's ordered index)."""
+    if isinstance(record, Organisation):
+        words = {w for w in normalise_name(record.name).split() if len(w) > 1}
+        return (
+            ("odscode", record.ods_code),
+            ("orgpc", f"{normalise_postcode(record.postcode)}|{record.ods_code}"),
+            *(("orgrole", f"{r.value}|{record.ods_code}") for r in record.roles),
+            *(("orgword", f"{w}|{record.ods_code}") for w in sorted(words)),
+        )
+    if isinstance(record, AccreditedSystem):
+        return tuple(("asint", f"{record.ods_code}|{i}|{record.asid}") for i in record.interactions)
+    if isinstance(record, MessageHandler):
+        return (
+            *(("mhsint", f"{record.ods_code}|{i}|{record.party_key}") for i in record.interactions),
+            *(("mhsparty", f"{record.party_key}|{i}") for i in record.interactions),
+            ("mhsorg", f"{record.ods_code}|{record.party_key}"),
+        )
+    if isinstance(record, RoleProfile):
+        return (
+            ("rpuser", f"{record.user_id}|{record.role_profile_id}"),
+            ("rporg", f"{record.ods_code}|{record.role_profile_id}"),
+        )
+    return ()
 
 
 class DirectoryRecords:
     def __init__(self, store: Store) -> None:
         self._store = store
+
+    async def scan(
+        self, cls: type[T], param: str, low: str, high: str, limit: int = 1000
+    ) -> list[T]:
+        """Records whose ``param`` key lies in ``[low, high]``, each once, in key order."""
+        rows = await self._store.scan_index(RESOURCE_TYPES[cls], param, low, high, limit)
+        found: list[T] = []
+        seen: set[str] = set()
+        for record_id, _ in rows:
+            if record_id in seen:
+                continue
+            seen.add(record_id)
+            record = await self.get(cls, record_id)
+            if record is not None:
+                found.append(record)
+        return found
 
     async def get(self, cls: type[T], key: str) -> T | None:
         stored = await self._store.get(RESOURCE_TYPES[cls], key)
@@ -74,6 +135,7 @@ class DirectoryRecords:
                     version=(version or 0) + 1,
                     body=_ENCODER.encode(r),
                     expected_version=version,
+                    search_keys=search_keys(r),
                 )
             )
         return puts
@@ -95,6 +157,7 @@ class DirectoryRecords:
                 version=1,
                 body=_ENCODER.encode(r),
                 expected_version=None,
+                search_keys=search_keys(r),
             )
             for r in records
         ]

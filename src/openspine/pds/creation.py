@@ -13,7 +13,6 @@ from typing import Any, ClassVar, Final
 
 import orjson
 
-from openspine.pds.normalise import normalise_name
 from openspine.pds.patching import COMMUNICATION, CONTACT_PREFERENCE, apply_patches
 from openspine.pds.search_query import DateRange, SearchQuery, Text
 from openspine.platform.errors import (
@@ -24,6 +23,7 @@ from openspine.platform.errors import (
     TooFewValuesSubmitted,
     TooManyValuesSubmitted,
 )
+from openspine.platform.normalise import normalise_name
 
 __all__ = ["CreateRequest", "parse_create"]
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final
 
-from openspine.pds.normalise import (
+from openspine.platform.normalise import (
     normalise_email,
     normalise_name,
     normalise_phone,

@@ -24,8 +24,8 @@ from typing import Final
 from rapidfuzz.distance import JaroWinkler
 
 from openspine.pds.demographics import Demographics, NameFacts
-from openspine.pds.normalise import phonetic
 from openspine.pds.search_query import SearchQuery, Text
+from openspine.platform.normalise import phonetic
 
 __all__ = ["FUZZY_NAME_THRESHOLD", "Match", "score"]
 

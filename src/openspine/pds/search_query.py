@@ -16,17 +16,17 @@ from datetime import date
 from typing import Final
 
 from openspine.pds.errors import SingleResultOnly
-from openspine.pds.normalise import (
-    normalise_email,
-    normalise_name,
-    normalise_phone,
-    normalise_postcode,
-)
 from openspine.platform.errors import (
     AdditionalProperties,
     InvalidSearchData,
     InvalidValue,
     UnsupportedService,
+)
+from openspine.platform.normalise import (
+    normalise_email,
+    normalise_name,
+    normalise_phone,
+    normalise_postcode,
 )
 from openspine.platform.security.principal import AccessMode
 

@@ -26,7 +26,6 @@ from openspine.pds.domain import MAX_SUPERSEDED_HOPS, is_valid_nhs_number, sees_
 from openspine.pds.errors import InvalidNhsNumber, PatientInvalidated, PatientNotFound
 from openspine.pds.fhir import encode, is_restricted, restricted_view, with_hidden_fields
 from openspine.pds.matching import Match, score
-from openspine.pds.normalise import phonetic
 from openspine.pds.patching import apply_patches, changed_fields
 from openspine.pds.ports import PATIENT, RELATED_PERSONS
 from openspine.pds.search_query import SearchQuery
@@ -39,6 +38,7 @@ from openspine.platform.errors import (
     operation_outcome,
 )
 from openspine.platform.idempotency import PreparedWrite, WrittenResponse, run_idempotent
+from openspine.platform.normalise import phonetic
 from openspine.platform.security.principal import AccessMode, Principal
 from openspine.platform.storage.ports import (
     AlreadyExists,

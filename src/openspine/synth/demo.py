@@ -40,6 +40,7 @@ from openspine.platform.security.keys import (
 from openspine.platform.storage.migrate import upgrade
 from openspine.platform.storage.ports import ResourceState, Store, WriteSet
 from openspine.settings import SETTINGS_FILE, Settings
+from openspine.synth.directory_demo import demo_systems
 from openspine.synth.loader import load_patients, patient_put
 from openspine.synth.mesh_demo import credentials_section, register_demo_mailboxes
 from openspine.synth.people import DEMO_APPS, demo_users
@@ -151,7 +152,7 @@ async def create_demo_store(
                 patient_access=app.patient_access,
             )
         )
-    directory = DirectoryRecords.new_records(chain(orgs, users, profiles, apps))
+    directory = DirectoryRecords.new_records(chain(orgs, users, profiles, apps, demo_systems(orgs)))
     await store.write(
         WriteSet(
             puts=[*directory, *related_person_puts()],

@@ -25,7 +25,7 @@ DEMO_APPS: tuple[DemoApp, ...] = (
         "openspine-demo-backend",
         "OpenSpine demo back-end integration",
         False,
-        (Permission.PDS_PATIENT_READ, Permission.PDS_PATIENT_SEARCH),
+        (Permission.PDS_PATIENT_READ, Permission.PDS_PATIENT_SEARCH, Permission.DIRECTORY_READ),
     ),
     DemoApp(
         "openspine-demo-patient",

@@ -7,9 +7,14 @@ import pytest
 from openspine.pds.demographics import demographics, search_keys
 from openspine.pds.errors import SingleResultOnly
 from openspine.pds.matching import score
-from openspine.pds.normalise import normalise_name, normalise_phone, normalise_postcode, phonetic
 from openspine.pds.search_query import parse_search
 from openspine.platform.errors import InvalidSearchData, InvalidValue
+from openspine.platform.normalise import (
+    normalise_name,
+    normalise_phone,
+    normalise_postcode,
+    phonetic,
+)
 from openspine.platform.security.principal import AccessMode
 
 HCW = AccessMode.HEALTHCARE_WORKER

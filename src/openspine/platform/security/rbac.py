@@ -37,6 +37,7 @@ class Permission(StrEnum):
     SCR_RECORD_READ = "scr:record:read"
     AUDIT_PRIVACY_ALERT_READ = "audit:privacy-alert:read"
     PLATFORM_OPERATE = "platform:system:operate"
+    DIRECTORY_READ = "directory:record:read"
 
 
 #: The activities OpenSpine knows, with their national names.
@@ -84,6 +85,8 @@ PERMISSION_ACTIVITIES: Mapping[Permission, frozenset[str]] = {
     Permission.SCR_RECORD_READ: frozenset({"B0370"}),
     Permission.AUDIT_PRIVACY_ALERT_READ: frozenset({"B0018"}),
     Permission.PLATFORM_OPERATE: frozenset({"B1535"}),
+    # The directory holds no patient data: any national activity lets a user look it up.
+    Permission.DIRECTORY_READ: frozenset(ACTIVITIES),
 }
 
 

@@ -1,4 +1,4 @@
-"""How PDS compares demographic values: case, accents, spaces and sounds do not matter."""
+"""How demographic values compare: case, accents, spaces and sounds do not matter (PDS, SDS)."""
 
 from __future__ import annotations
 
