@@ -320,3 +320,24 @@ async def test_demo_population_mailboxes_and_workflows(
                 f"/messageexchange/{practice}", headers=auth(practice, passwords[practice], KEY)
             )
             assert wrong_key.status_code == 403
+
+
+async def test_a_replayed_send_is_refused_and_sends_nothing(
+    mesh: tuple[httpx.AsyncClient, MeshService],
+) -> None:
+    http, _ = mesh
+    token = auth("ALICE")
+    sent_headers = {"mex-To": "BOB", "mex-WorkflowID": "RESTRICTED_WORKFLOW", "Accept": V2, **token}
+    first = await http.post("/messageexchange/ALICE/outbox", content=b"once", headers=sent_headers)
+    assert first.status_code == 202
+    again = await http.post("/messageexchange/ALICE/outbox", content=b"once", headers=sent_headers)
+    assert again.status_code == 403
+    # A token used by a failed request is used too.
+    failing = {**sent_headers, **auth("ALICE"), "mex-To": "NOBODY"}
+    assert (
+        await http.post("/messageexchange/ALICE/outbox", content=b"x", headers=failing)
+    ).status_code == 417
+    retry = {**failing, "mex-To": "BOB"}
+    assert (
+        await http.post("/messageexchange/ALICE/outbox", content=b"x", headers=retry)
+    ).status_code == 403

@@ -20,7 +20,7 @@ from starlette.routing import BaseRoute, Route
 from openspine import __version__
 from openspine.directory.domain import MeshMailbox
 from openspine.mesh.domain import MeshMessage, MessageStatus, MessageType
-from openspine.mesh.service import MeshError, MeshService
+from openspine.mesh.service import Caller, MeshError, MeshForbidden, MeshService
 from openspine.platform.http import audit_context
 
 __all__ = ["BASE", "routes"]
@@ -170,9 +170,24 @@ def _tracking(message: MeshMessage, v2: bool) -> dict[str, Any]:
 
 def routes(service: MeshService) -> list[BaseRoute]:
     async def auth(request: Request) -> MeshMailbox:
-        return await service.authenticate(
+        """Authenticate and record the token as used (for requests that write nothing else)."""
+        caller = await service.authenticate(
             request.path_params.get("mailbox_id"), request.headers.get("authorization")
         )
+        return caller.mailbox
+
+    async def auth_deferred(request: Request) -> Caller:
+        """Authenticate; the token is recorded as used in the request's own commit."""
+        return await service.authenticate(
+            request.path_params.get("mailbox_id"),
+            request.headers.get("authorization"),
+            consume=False,
+        )
+
+    async def refused(caller: Caller, error: MeshError) -> MeshError:
+        """A token is used even by a request that failed: record it, then answer the error."""
+        await service.consume(caller.nonce)
+        return error
 
     async def ping(request: Request) -> Response:
         body = {
@@ -223,12 +238,19 @@ def routes(service: MeshService) -> list[BaseRoute]:
         )
 
     async def download(request: Request) -> Response:
-        mailbox = await auth(request)
+        caller = await auth_deferred(request)
         message_id = request.path_params["message_id"]
         chunk = int(request.path_params.get("chunk_number", 1))
-        message, digest = await service.for_download(mailbox, message_id, chunk)
+        try:
+            message, digest = await service.for_download(caller.mailbox, message_id, chunk)
+        except MeshError as exc:
+            raise await refused(caller, exc) from None
         if chunk == 1:
-            await service.audit_download(mailbox, message_id, audit_context(request))
+            await service.audit_download(
+                caller.mailbox, message_id, audit_context(request), caller.nonce
+            )
+        else:
+            await service.consume(caller.nonce)
         headers = _headers(message, chunk)
         status = 206 if chunk < message.total_chunks else 200
         if request.method == "HEAD" or digest is None:
@@ -242,27 +264,54 @@ def routes(service: MeshService) -> list[BaseRoute]:
         return StreamingResponse(body, status, headers=headers, media_type=message.content_type)
 
     async def acknowledge(request: Request) -> Response:
-        mailbox = await auth(request)
+        caller = await auth_deferred(request)
         message_id = request.path_params["message_id"]
-        await service.acknowledge(mailbox, message_id, audit_context(request))
+        try:
+            await service.acknowledge(
+                caller.mailbox, message_id, audit_context(request), caller.nonce
+            )
+        except MeshForbidden:
+            raise
+        except MeshError as exc:
+            raise await refused(caller, exc) from None
         return _json(request, {"messageId": message_id}, {"message_id": message_id})
 
     async def send(request: Request) -> Response:
-        mailbox = await auth(request)
-        message = await service.send(
-            mailbox, request.headers, request.stream(), audit_context(request)
-        )
+        caller = await auth_deferred(request)
+        try:
+            message = await service.send(
+                caller.mailbox,
+                request.headers,
+                request.stream(),
+                audit_context(request),
+                caller.nonce,
+            )
+        except MeshForbidden:
+            raise
+        except MeshError as exc:
+            raise await refused(caller, exc) from None
         return _json(
             request, {"messageID": message.message_id}, {"message_id": message.message_id}, 202
         )
 
     async def send_chunk(request: Request) -> Response:
-        mailbox = await auth(request)
+        caller = await auth_deferred(request)
         message_id = request.path_params["message_id"]
         chunk = int(request.path_params["chunk_number"])
-        await service.upload_chunk(
-            mailbox, message_id, chunk, request.headers, request.stream(), audit_context(request)
-        )
+        try:
+            await service.upload_chunk(
+                caller.mailbox,
+                message_id,
+                chunk,
+                request.headers,
+                request.stream(),
+                audit_context(request),
+                caller.nonce,
+            )
+        except MeshForbidden:
+            raise
+        except MeshError as exc:
+            raise await refused(caller, exc) from None
         return _json(
             request,
             {"messageID": message_id, "blockID": chunk},

@@ -48,7 +48,14 @@ from openspine.platform.storage.ports import (
     WriteSet,
 )
 
-__all__ = ["MeshError", "MeshForbidden", "MeshNotFound", "MeshService", "MeshSettings"]
+__all__ = [
+    "Caller",
+    "MeshError",
+    "MeshForbidden",
+    "MeshNotFound",
+    "MeshService",
+    "MeshSettings",
+]
 
 _ENCODE = msgspec.json.Encoder()
 _DECODE = msgspec.json.Decoder(MeshMessage)
@@ -97,6 +104,14 @@ class MeshSettings:
     inbox_expiry: timedelta = timedelta(days=5)
     retention: timedelta = timedelta(days=30)
     max_chunk_bytes: int = 100 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """An authenticated mailbox and the single-use token it came with."""
+
+    mailbox: MeshMailbox
+    nonce: ConsumeNonce
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,10 +175,19 @@ class MeshService:
         self.settings = settings
         self.clock = clock
 
+    def close(self) -> None:
+        self._blobs.close()
+
     # -- authentication ------------------------------------------------------------------------
 
-    async def authenticate(self, path_mailbox: str | None, header: str | None) -> MeshMailbox:
-        """The mailbox of a valid, unused NHSMESH token (and of the path, where there is one)."""
+    async def authenticate(
+        self, path_mailbox: str | None, header: str | None, *, consume: bool = True
+    ) -> Caller:
+        """The mailbox of a valid NHSMESH token (and of the path, where there is one).
+
+        With ``consume`` the token is recorded as used before this returns; without it the
+        caller must commit ``Caller.nonce`` with its own write (one commit instead of two).
+        """
         try:
             token = parse_token(header)
         except TokenRejected:
@@ -184,11 +208,16 @@ class MeshService:
         nonce = ConsumeNonce(
             f"mesh:{mailbox.mailbox_id}", f"{token.nonce}:{token.nonce_count}", expires
         )
+        if consume:
+            await self.consume(nonce)
+        return Caller(mailbox, nonce)
+
+    async def consume(self, nonce: ConsumeNonce) -> None:
+        """Record a token as used, on its own (writes carry it in their own commit instead)."""
         try:
             await self._store.write(WriteSet(nonces=[nonce]))
         except NonceReplayed:
             raise MeshForbidden("Error Duplicated Authentication Token") from None
-        return mailbox
 
     # -- records -------------------------------------------------------------------------------
 
@@ -220,8 +249,12 @@ class MeshService:
         self,
         message_id: str,
         change: Callable[[MeshMessage], WriteSet | None],
+        nonce: ConsumeNonce | None = None,
     ) -> MeshMessage:
-        """Re-read and re-apply ``change`` until its conditional write wins (optimistic)."""
+        """Re-read and re-apply ``change`` until its conditional write wins (optimistic).
+
+        ``nonce`` (the caller's token) commits with the change, or on its own if nothing changes.
+        """
         for _ in range(MAX_RETRIES):
             found = await self._get(message_id)
             if found is None:
@@ -229,12 +262,18 @@ class MeshService:
             message, version = found
             extra = change(message)
             if extra is None:
+                if nonce is not None:
+                    await self.consume(nonce)
                 return message
             extra.puts.append(_put(message, version + 1, version))
+            if nonce is not None:
+                extra.nonces.append(nonce)
             try:
                 await self._store.write(extra)
             except VersionConflict:
                 continue
+            except NonceReplayed:
+                raise MeshForbidden("Error Duplicated Authentication Token") from None
             return message
         raise MeshError(503, "SEND", "503", "Busy: retry the request", message_id)
 
@@ -246,6 +285,7 @@ class MeshService:
         headers: Mapping[str, str],
         body: AsyncIterator[bytes],
         context: AuditContext,
+        nonce: ConsumeNonce | None = None,
     ) -> MeshMessage:
         recipient_id = (headers.get("mex-to") or "").strip().upper()
         if not recipient_id:
@@ -324,10 +364,14 @@ class MeshService:
             writes.puts.append(_put(message, 1, None))
             if message.status is MessageStatus.ACCEPTED:
                 writes.outbox.append(self._event(message))
+            if nonce is not None:
+                writes.nonces.append(nonce)
             try:
                 await self._store.write(writes)
             except AlreadyExists:
                 continue  # the same millisecond and random suffix: draw another id
+            except NonceReplayed:
+                raise MeshForbidden("Error Duplicated Authentication Token") from None
             return message
         raise MeshError(503, "SEND", "503", "Busy: retry the request")
 
@@ -367,6 +411,7 @@ class MeshService:
         headers: Mapping[str, str],
         body: AsyncIterator[bytes],
         context: AuditContext,
+        nonce: ConsumeNonce | None = None,
     ) -> MeshMessage:
         found = await self._get(message_id)
         if found is None:
@@ -404,7 +449,7 @@ class MeshService:
                 writes.outbox.append(self._event(m))
             return writes
 
-        return await self._update(message_id, store_chunk)
+        return await self._update(message_id, store_chunk, nonce)
 
     # -- inbox ---------------------------------------------------------------------------------
 
@@ -462,14 +507,28 @@ class MeshService:
         return self._blobs.read(digest)
 
     async def audit_download(
-        self, mailbox: MeshMailbox, message_id: str, context: AuditContext
+        self,
+        mailbox: MeshMailbox,
+        message_id: str,
+        context: AuditContext,
+        nonce: ConsumeNonce | None = None,
     ) -> None:
-        await self._store.write(
-            self._audit(AuditAction.MESH_MESSAGE_DOWNLOAD, mailbox.mailbox_id, message_id, context)
+        writes = self._audit(
+            AuditAction.MESH_MESSAGE_DOWNLOAD, mailbox.mailbox_id, message_id, context
         )
+        if nonce is not None:
+            writes.nonces.append(nonce)
+        try:
+            await self._store.write(writes)
+        except NonceReplayed:
+            raise MeshForbidden("Error Duplicated Authentication Token") from None
 
     async def acknowledge(
-        self, mailbox: MeshMailbox, message_id: str, context: AuditContext
+        self,
+        mailbox: MeshMailbox,
+        message_id: str,
+        context: AuditContext,
+        nonce: ConsumeNonce | None = None,
     ) -> MeshMessage:
         def ack(m: MeshMessage) -> WriteSet | None:
             if m.recipient != mailbox.mailbox_id:
@@ -488,7 +547,7 @@ class MeshService:
             writes.outbox.append(self._event(m))
             return writes
 
-        return await self._update(message_id, ack)
+        return await self._update(message_id, ack, nonce)
 
     # -- tracking and look-ups -----------------------------------------------------------------
 

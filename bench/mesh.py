@@ -1,0 +1,356 @@
+"""MESH benchmark: OpenSpine against NHS's own mesh-sandbox, with the same client (mesh-client).
+
+    python -m bench.mesh [--duration 10] [--processes 4] [--big-mib 1024]
+
+For each server: 1 KiB messages sent per second, then received and acknowledged per second
+(``--processes`` client processes, each on its own workflow id so that receivers never race),
+then one ``--big-mib`` message sent in 100 MiB chunks and read back (time, and the server's peak
+resident memory from /proc VmHWM). mesh-sandbox runs in its own virtualenv
+(bench/results/mesh-sandbox-venv, created on first use from PyPI) with its file store and full
+authentication. Everything stays on loopback. Writes bench/results/mesh.json and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import multiprocessing
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from mesh_client import AuthTokenGenerator, Endpoint, MeshClient
+
+from bench.run import HERE, RESULTS, children, free_port, wait_ready
+
+SANDBOX_VENV = RESULTS / "mesh-sandbox-venv"
+KIB = b"x" * 1024
+CHUNK = 100 * 1024 * 1024
+
+
+def client(url: str, mailbox: str) -> MeshClient:
+    return MeshClient(
+        Endpoint(url, False, None, False, False),
+        mailbox,
+        "password",
+        shared_key=b"TestKey",
+        max_chunk_size=CHUNK,
+        transparent_compress=False,
+    )
+
+
+def _send_worker(url: str, sender: str, recipient: str, worker: int, seconds: float) -> int:
+    sent = 0
+    deadline = time.monotonic() + seconds
+    with client(url, sender) as mesh:
+        while time.monotonic() < deadline:
+            mesh.send_message(recipient, KIB, workflow_id=f"BENCH_{worker}")
+            sent += 1
+    return sent
+
+
+def _receive_worker(url: str, recipient: str, worker: int, seconds: float) -> int:
+    received = 0
+    deadline = time.monotonic() + seconds
+    with client(url, recipient) as mesh:
+        while time.monotonic() < deadline:
+            ids = mesh.list_messages(max_results=100, workflow_filter=f"BENCH_{worker}")
+            if not ids:
+                break
+            for message_id in ids:
+                message = mesh.retrieve_message(message_id)
+                assert message.read() == KIB
+                message.acknowledge()
+                received += 1
+                if time.monotonic() >= deadline:
+                    break
+    return received
+
+
+def rate(fn: Any, args: list[tuple[Any, ...]], seconds: float) -> tuple[float, int]:
+    started = time.monotonic()
+    with multiprocessing.get_context("spawn").Pool(len(args)) as pool:
+        counts = pool.starmap(fn, args)
+    elapsed = max(time.monotonic() - started, seconds)
+    return round(sum(counts) / elapsed, 1), sum(counts)
+
+
+def peak_rss_mib(pid: int) -> float:
+    peak = 0
+    for proc in [pid, *children(pid)]:
+        try:
+            for line in Path(f"/proc/{proc}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak = max(peak, int(line.split()[1]))
+        except FileNotFoundError:
+            continue
+    return round(peak / 1024, 1)
+
+
+class _Zeros(io.RawIOBase):
+    """``size`` bytes produced as read, never held whole."""
+
+    def __init__(self, size: int) -> None:
+        self.left = size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        n = min(len(buffer), self.left)
+        buffer[:n] = b"\x00" * n
+        self.left -= n
+        return n
+
+
+def big_transfer(
+    url: str, sender: str, recipient: str, mib: int, server_pid: int
+) -> dict[str, Any]:
+    size = mib * 1024 * 1024
+    started = time.monotonic()
+    with client(url, sender) as mesh:
+        stream = {"Body": io.BufferedReader(_Zeros(size), 1024 * 1024), "ContentLength": size}
+        message_id = mesh.send_message(recipient, stream, workflow_id="BENCH_BIG")
+    sent = time.monotonic()
+    read = 0
+    with client(url, recipient) as mesh:
+        message = mesh.retrieve_message(message_id)
+        while piece := message.read(1024 * 1024):
+            read += len(piece)
+        message.acknowledge()
+    done = time.monotonic()
+    assert read == size, (read, size)
+    return {
+        "mib": mib,
+        "send_s": round(sent - started, 1),
+        "receive_s": round(done - sent, 1),
+        "server_peak_rss_mib": peak_rss_mib(server_pid),
+    }
+
+
+def start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("w") as out:
+        return subprocess.Popen(
+            cmd, env={**os.environ, **env}, stdout=out, stderr=out, start_new_session=True
+        )
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def sandbox_python() -> Path:
+    python = SANDBOX_VENV / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(SANDBOX_VENV)], check=True)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", "mesh-sandbox", "uvicorn"], check=True
+        )
+    return python
+
+
+def write_tokens(path: Path, mailbox: str, count: int) -> None:
+    generator = AuthTokenGenerator(b"TestKey", mailbox, "password")
+    path.write_text("\n".join(generator.generate_token() for _ in range(count)) + "\n")
+
+
+def run_wrk(url: str, script: str, env: dict[str, str], args: argparse.Namespace) -> dict[str, Any]:
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t1",
+            f"-c{args.connections}",
+            f"-d{int(args.duration)}s",
+            "--latency",
+            "-s",
+            str(HERE / script),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        check=True,
+        timeout=args.duration + 60,
+    )
+    line = next(x for x in out.stdout.splitlines() if x.startswith("JSON"))
+    result: dict[str, Any] = json.loads(line[4:])
+    ok = result["requests"] - result["non2xx"]
+    result["ok_per_s"] = round(ok / (result["duration_us"] / 1e6), 1)
+    return result
+
+
+def wrk_phases(
+    url: str, sender: str, recipient: str, args: argparse.Namespace, work: Path
+) -> dict[str, Any]:
+    """The server's own capacity, with wrk as the load generator (tokens made beforehand)."""
+    tokens = work / "send-tokens.txt"
+    write_tokens(tokens, sender, 200_000)
+    send = run_wrk(
+        url,
+        "mesh_send.lua",
+        {
+            "BENCH_TOKENS": str(tokens),
+            "BENCH_PATH": f"/messageexchange/{sender}/outbox",
+            "BENCH_TO": recipient,
+        },
+        args,
+    )
+    with client(url, recipient) as mesh:
+        ids = list(mesh.iterate_message_ids(workflow_filter="BENCH_WRK", batch_size=5000))
+    (work / "ids.txt").write_text("\n".join(ids) + "\n")
+    write_tokens(tokens, recipient, 200_000)
+    receive = run_wrk(
+        url,
+        "mesh_receive.lua",
+        {
+            "BENCH_TOKENS": str(tokens),
+            "BENCH_IDS": str(work / "ids.txt"),
+            "BENCH_PATH": f"/messageexchange/{recipient}",
+        },
+        args,
+    )
+    return {
+        "send_per_s": send["ok_per_s"],
+        "send_p99_ms": send["p99_ms"],
+        "send_non2xx": send["non2xx"],
+        "receive_ack_per_s": round(receive["ok_per_s"] / 2, 1),
+        "receive_p99_ms": receive["p99_ms"],
+        "messages_available": len(ids),
+    }
+
+
+def measure(
+    name: str, url: str, sender: str, recipient: str, pid: int, args: argparse.Namespace
+) -> dict[str, Any]:
+    sends = [(url, sender, recipient, i, args.duration) for i in range(args.processes)]
+    send_rate, sent = rate(_send_worker, sends, args.duration)
+    receives = [(url, recipient, i, args.duration) for i in range(args.processes)]
+    receive_rate, received = rate(_receive_worker, receives, args.duration)
+    result = {
+        "server": name,
+        "send_per_s": send_rate,
+        "sent": sent,
+        "receive_ack_per_s": receive_rate,
+        "received": received,
+    }
+    if shutil.which("wrk"):
+        result["wrk"] = wrk_phases(url, sender, recipient, args, args.work)
+    if args.big_mib:
+        result["big"] = big_transfer(url, sender, recipient, args.big_mib, pid)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--duration", type=float, default=10)
+    parser.add_argument("--processes", type=int, default=4)
+    parser.add_argument("--big-mib", type=int, default=1024)
+    parser.add_argument("--connections", type=int, default=16, help="wrk connections")
+    args = parser.parse_args()
+    RESULTS.mkdir(exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="openspine-mesh-bench-"))
+    args.work = work
+    results = []
+    try:
+        port = free_port()
+        openspine = start(
+            [
+                sys.executable,
+                "-m",
+                "openspine.cli",
+                "demo",
+                "--mesh-sandbox",
+                "--patients",
+                "0",
+                "--data-dir",
+                str(work / "openspine"),
+                "--port",
+                str(port),
+            ],
+            {},
+            work / "openspine.log",
+        )
+        try:
+            wait_ready(f"http://127.0.0.1:{port}/_status", timeout=120)
+            url = f"http://127.0.0.1:{port}"
+            results.append(measure("OpenSpine", url, "ALICE", "BOB", openspine.pid, args))
+        finally:
+            stop(openspine)
+        python = sandbox_python()
+        port = free_port()
+        sandbox = start(
+            [
+                str(python),
+                "-m",
+                "uvicorn",
+                "mesh_sandbox.api:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+            ],
+            {
+                "STORE_MODE": "file",
+                "AUTH_MODE": "full",
+                "SHARED_KEY": "TestKey",
+                "FILE_STORE_DIR": str(work / "sandbox"),
+            },
+            work / "sandbox.log",
+        )
+        try:
+            url = f"http://127.0.0.1:{port}"
+            wait_ready(f"{url}/messageexchange/_ping", timeout=120)
+            httpx.delete(f"{url}/admin/reset", timeout=30)
+            results.append(measure("mesh-sandbox", url, "X26ABC1", "X26ABC2", sandbox.pid, args))
+        finally:
+            stop(sandbox)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    report = {
+        "duration_s": args.duration,
+        "processes": args.processes,
+        "results": results,
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    (RESULTS / "mesh.json").write_text(json.dumps(report, indent=2))
+    print(
+        "| server | mesh-client sends/s | mesh-client receive+ack/s | wrk sends/s (p99 ms) |"
+        " wrk receive+ack/s (p99 ms) | 1 GiB send s | 1 GiB receive s | peak RSS MiB |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for r in results:
+        big = r.get("big", {})
+        w = r.get("wrk", {})
+        print(
+            f"| {r['server']} | {r['send_per_s']:,.0f} | {r['receive_ack_per_s']:,.0f} | "
+            f"{w.get('send_per_s', 0):,.0f} ({w.get('send_p99_ms', '-')}) | "
+            f"{w.get('receive_ack_per_s', 0):,.0f} ({w.get('receive_p99_ms', '-')}) | "
+            f"{big.get('send_s', '-')} | {big.get('receive_s', '-')} | "
+            f"{big.get('server_peak_rss_mib', '-')} |"
+        )
+    if len(results) == 2 and "wrk" in results[0] and "wrk" in results[1]:
+        ours, theirs = results[0]["wrk"], results[1]["wrk"]
+        print(
+            f"\nwrk ratio: send {ours['send_per_s'] / max(theirs['send_per_s'], 0.1):.1f}x, "
+            f"receive+ack "
+            f"{ours['receive_ack_per_s'] / max(theirs['receive_ack_per_s'], 0.1):.1f}x"
+        )
+
+
+if __name__ == "__main__":
+    main()

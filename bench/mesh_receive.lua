@@ -1,0 +1,28 @@
+-- wrk script: download then acknowledge each message id in turn (two requests per message),
+-- each request with its own single-use NHSMESH token. Inputs come from bench/mesh.py.
+local tokens = {}
+for line in io.lines(os.getenv("BENCH_TOKENS")) do tokens[#tokens + 1] = line end
+local ids = {}
+for line in io.lines(os.getenv("BENCH_IDS")) do ids[#ids + 1] = line end
+local base = os.getenv("BENCH_PATH")
+local i = 0
+
+request = function()
+  i = i + 1
+  local n = math.floor((i - 1) / 2) % #ids + 1
+  local headers = { ["Authorization"] = tokens[(i - 1) % #tokens + 1] }
+  if i % 2 == 1 then
+    return wrk.format("GET", base .. "/inbox/" .. ids[n], headers)
+  end
+  return wrk.format("PUT", base .. "/inbox/" .. ids[n] .. "/status/acknowledged", headers)
+end
+
+done = function(summary, latency, requests)
+  io.write(string.format(
+    "JSON{\"requests\":%d,\"duration_us\":%d,\"errors\":%d,\"non2xx\":%d," ..
+    "\"p50_ms\":%.3f,\"p95_ms\":%.3f,\"p99_ms\":%.3f}\n",
+    summary.requests, summary.duration,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    summary.errors.status,
+    latency:percentile(50) / 1000, latency:percentile(95) / 1000, latency:percentile(99) / 1000))
+end
