@@ -198,3 +198,24 @@ def test_permissions_are_declared_on_every_secured_route(demo_settings: Settings
     secured = [r for r in app.routes if isinstance(r, SecuredRoute)]
     assert secured
     assert all(isinstance(r.permission, Permission) for r in secured)
+
+
+async def test_oversized_bodies_are_refused_per_route(client: httpx.AsyncClient) -> None:
+    """The app admits a MESH chunk (101 MiB); small-body routes refuse far less, early."""
+    form = await client.post(
+        "/oauth2/token",
+        content=b"a" * (17 * 1024),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert form.status_code == 413
+    assert form.json()["resourceType"] == "OperationOutcome"
+    patch = await client.patch(
+        "/personal-demographics/FHIR/R4/Patient/9000000009",
+        content=b"{" + b" " * (300 * 1024) + b"}",
+        headers={
+            "Content-Type": "application/json-patch+json",
+            "X-Request-ID": "60e0b220-8136-4ca5-ae46-1d97ef59d068",
+            "Authorization": "Bearer x",
+        },
+    )
+    assert patch.status_code in (401, 413)  # the token is checked first

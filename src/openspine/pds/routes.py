@@ -8,8 +8,8 @@ from starlette.routing import BaseRoute, Route
 
 from openspine.pds.search_query import parse_search
 from openspine.pds.service import PdsService
-from openspine.platform.errors import InvalidValue, PayloadTooLarge, UnsupportedService
-from openspine.platform.http import SecuredRoute, audit_context, fhir_response
+from openspine.platform.errors import InvalidValue, UnsupportedService
+from openspine.platform.http import SecuredRoute, audit_context, fhir_response, read_body
 from openspine.platform.idempotency import WrittenResponse, fingerprint
 from openspine.platform.security.principal import Principal
 from openspine.platform.security.rbac import Permission
@@ -20,18 +20,6 @@ BASE_PATH = "/personal-demographics/FHIR/R4"
 #: A Patient is a few kilobytes; anything near this is not a Patient.
 MAX_BODY = 256 * 1024
 JSON_PATCH = "application/json-patch+json"
-
-
-async def _body(request: Request) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY:
-        raise PayloadTooLarge()
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY:
-            raise PayloadTooLarge()
-    return body
 
 
 def _written(response: WrittenResponse) -> Response:
@@ -60,7 +48,7 @@ def routes(service: PdsService, capability: bytes) -> list[BaseRoute]:
         content_type = request.headers.get("content-type", "").split(";")[0].strip()
         if content_type != JSON_PATCH:
             raise InvalidValue(f"Invalid value - Content-Type must be '{JSON_PATCH}'")
-        body = await _body(request)
+        body = await read_body(request, MAX_BODY)
         nhs_number = request.path_params["nhs_number"]
         if_match = request.headers.get("if-match")
         written = await service.update_patient(
@@ -77,7 +65,7 @@ def routes(service: PdsService, capability: bytes) -> list[BaseRoute]:
         raise UnsupportedService("Missing NHS number")
 
     async def create_patient(request: Request, principal: Principal) -> Response:
-        body = await _body(request)
+        body = await read_body(request, MAX_BODY)
         written = await service.create_patient(
             principal, body, audit_context(request), fingerprint("POST", request.url.path, body)
         )

@@ -33,6 +33,7 @@ __all__ = [
     "audit_context",
     "fhir_response",
     "http_exception_handler",
+    "read_body",
     "spine_error_handler",
     "store_unavailable_handler",
 ]
@@ -46,6 +47,24 @@ def fhir_response(
     body: bytes, status: int = 200, headers: Mapping[str, str] | None = None
 ) -> Response:
     return Response(body, status_code=status, headers=headers, media_type=FHIR_JSON)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it passes ``limit`` (never read whole).
+
+    The application's own cap is a MESH chunk (101 MiB); routes with small bodies use this.
+    """
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge()
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge()
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def audit_context(request: Request) -> AuditContext:

@@ -10,8 +10,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from openspine.platform.errors import InvalidRequest, PayloadTooLarge
-from openspine.platform.http import audit_context
+from openspine.platform.errors import InvalidRequest
+from openspine.platform.http import audit_context, read_body
 from openspine.platform.security.tokens import TokenIssuer
 
 __all__ = ["routes"]
@@ -26,9 +26,7 @@ def routes(issuer: TokenIssuer, jwks: dict[str, Any]) -> list[BaseRoute]:
     async def token(request: Request) -> Response:
         if request.headers.get("content-type", "").split(";")[0].strip() != FORM:
             raise InvalidRequest(f"Content-Type must be {FORM}")
-        body = await request.body()
-        if len(body) > MAX_FORM_BYTES:
-            raise PayloadTooLarge()
+        body = await read_body(request, MAX_FORM_BYTES)
         try:
             form = dict(parse_qsl(body.decode("utf-8"), strict_parsing=bool(body)))
         except (UnicodeDecodeError, ValueError):
