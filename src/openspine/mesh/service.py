@@ -61,6 +61,8 @@ _ENCODE = msgspec.json.Encoder()
 _DECODE = msgspec.json.Decoder(MeshMessage)
 MAX_RETRIES: Final = 8
 INBOX_SCAN_LIMIT: Final = 100_000
+#: The inbox listing's ``approx_inbox_count`` counts this far at most (it is an indication).
+APPROX_COUNT_LIMIT: Final = 5_000
 REPORT_UNDELIVERED: Final = ("SEND", "14", "Message not collected by recipient after {0} days")
 
 
@@ -465,25 +467,26 @@ class MeshService:
             param, prefix = "mbwf", f"{mailbox.mailbox_id}|{workflow_filter}|"
         else:
             param, prefix = "mbin", f"{mailbox.mailbox_id}|"
-        low = prefix
+        low, after = prefix, None
         if continue_from:
             after = _untoken(continue_from)
             if not after.startswith(prefix):
                 raise MeshError(400, "RECEIVE", "400", "continue_from is not valid")
-            low = after + "\x00"
-        rows = await self._store.scan_index(MESSAGE, param, low, prefix + "~", max_results + 1)
+            low = after
+        rows = await self._store.scan_index(MESSAGE, param, low, prefix + "~", max_results + 2)
+        rows = [r for r in rows if r[1] != after][: max_results + 1]  # resume after the last one
         page = rows[:max_results]
         more = len(rows) > max_results
-        count = await self.count(mailbox)
+        count = await self.count(mailbox, limit=APPROX_COUNT_LIMIT)
         return InboxPage(
             [value.rsplit("|", 1)[1] for _, value in page],
             _token(page[-1][1]) if more and page else None,
             count,
         )
 
-    async def count(self, mailbox: MeshMailbox) -> int:
+    async def count(self, mailbox: MeshMailbox, limit: int = INBOX_SCAN_LIMIT) -> int:
         prefix = f"{mailbox.mailbox_id}|"
-        rows = await self._store.scan_index(MESSAGE, "mbin", prefix, prefix + "~", INBOX_SCAN_LIMIT)
+        rows = await self._store.scan_index(MESSAGE, "mbin", prefix, prefix + "~", limit)
         return len(rows)
 
     async def for_download(
@@ -495,6 +498,8 @@ class MeshService:
         message, _ = found
         if message.recipient != mailbox.mailbox_id:
             raise MeshNotFound(message_id)
+        if message.status is MessageStatus.UPLOADING:
+            raise MeshNotFound(message_id)  # not in the inbox until every chunk is in
         if message.status is not MessageStatus.ACCEPTED:
             raise MeshGone(message_id)
         if message.message_type is MessageType.REPORT:
@@ -685,8 +690,13 @@ class MeshService:
         """Sandbox only: every message is purged at once (mesh-client's suite resets per test)."""
         now = self.clock()
         count = 0
+        seen: set[str] = set()
         while rows := await self._store.scan_index(MESSAGE, "mball", "", "~", 500):
-            for message_id, _ in rows:
+            fresh = [message_id for message_id, _ in rows if message_id not in seen]
+            if not fresh:
+                break  # nothing purgeable left (a record that will not change is not retried)
+            seen.update(fresh)
+            for message_id in fresh:
 
                 def gone(m: MeshMessage) -> WriteSet | None:
                     if m.status is MessageStatus.PURGED:
