@@ -197,3 +197,19 @@ async def test_practitioner_roles_are_the_security_layers_role_profiles(
 async def test_directory_needs_a_token(client: httpx.AsyncClient) -> None:
     response = await client.get(f"{BASE}/Organization/Y12345")
     assert response.status_code == 401
+
+
+async def test_relationships_and_practitioners(client: httpx.AsyncClient, clients: Clients) -> None:
+    token = await app_token(client, clients)
+    practice = (await client.get(f"{BASE}/Organization/A81001", headers=headers(token))).json()
+    commissioner_code = practice["partOf"]["identifier"]["value"]
+    commissioner = await client.get(
+        f"{BASE}/Organization/{commissioner_code}", headers=headers(token)
+    )
+    assert commissioner.json()["type"][0]["coding"][0]["code"] == "RO98"
+    user_id, _ = clients.user("R8000")
+    person = await client.get(f"{BASE}/Practitioner/{user_id}", headers=headers(token))
+    assert person.status_code == 200
+    from fhir.resources.R4B.practitioner import Practitioner
+
+    Practitioner.model_validate(person.json())

@@ -14,9 +14,17 @@ from openspine.directory.domain import (
     MessageHandler,
     Organisation,
     RoleProfile,
+    User,
 )
 
-__all__ = ["device", "endpoint", "organization", "practitioner_role", "searchset"]
+__all__ = [
+    "device",
+    "endpoint",
+    "organization",
+    "practitioner",
+    "practitioner_role",
+    "searchset",
+]
 
 ODS: Final = "https://fhir.nhs.uk/Id/ods-organization-code"
 ASID: Final = "https://fhir.nhs.uk/Id/nhsSpineASID"
@@ -152,6 +160,23 @@ def organization(org: Organisation) -> dict[str, Any]:
     }
     if org.parent_ods_code:
         resource["partOf"] = _ods(org.parent_ods_code)
+    return resource
+
+
+def practitioner(user: User) -> dict[str, Any]:
+    resource: dict[str, Any] = {
+        "resourceType": "Practitioner",
+        "id": user.user_id,
+        "identifier": [{"system": "https://fhir.nhs.uk/Id/sds-user-id", "value": user.user_id}],
+        "name": [{"text": user.name}],
+    }
+    if user.professional_code:
+        resource["identifier"].append(
+            {
+                "system": "https://fhir.hl7.org.uk/Id/professional-code",
+                "value": user.professional_code,
+            }
+        )
     return resource
 
 

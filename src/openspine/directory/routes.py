@@ -22,6 +22,7 @@ from openspine.directory.domain import (
     Organisation,
     OrganisationRole,
     RoleProfile,
+    User,
 )
 from openspine.directory.storage import DirectoryRecords
 from openspine.platform.errors import (
@@ -174,6 +175,12 @@ def routes(store: Store, base_url: str) -> list[BaseRoute]:
         resources = [fhir.organization(o) for o in candidates[: int(count)]]
         return fhir_response(fhir.searchset(resources, service_url))
 
+    async def practitioner(request: Request, principal: Principal) -> Response:
+        found = await records.get(User, request.path_params["user_id"])
+        if found is None:
+            raise ResourceNotFound()
+        return fhir_response(orjson.dumps(fhir.practitioner(found)))
+
     async def practitioner_roles(request: Request, principal: Principal) -> Response:
         _known(request, _ROLE_PARAMS)
         params = request.query_params
@@ -206,6 +213,11 @@ def routes(store: Store, base_url: str) -> list[BaseRoute]:
         SecuredRoute(
             f"{BASE_PATH}/PractitionerRole",
             practitioner_roles,
+            permission=Permission.DIRECTORY_READ,
+        ),
+        SecuredRoute(
+            f"{BASE_PATH}/Practitioner/{{user_id}}",
+            practitioner,
             permission=Permission.DIRECTORY_READ,
         ),
     ]

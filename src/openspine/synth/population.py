@@ -106,6 +106,11 @@ def _postcode(rng: random.Random, area: str) -> str:
     )
 
 
+def _commissioner(town_index: int) -> str:
+    """The integrated care board (commissioner) of a town: practices belong to it."""
+    return f"Q{_LETTERS[town_index]}X"
+
+
 def organisations(population: Population) -> list[Organisation]:
     rng = random.Random(population.seed * 7 + 1)
     orgs: list[Organisation] = []
@@ -121,6 +126,18 @@ def organisations(population: Population) -> list[Organisation]:
                 town=town,
             )
         )
+    commissioners_rng = random.Random(population.seed * 11 + 5)  # leaves the others as they were
+    for i, (town, area) in enumerate(_TOWNS):
+        orgs.append(
+            Organisation(
+                ods_code=_commissioner(i),
+                name=f"NHS {town} Integrated Care Board",
+                roles=(OrganisationRole.COMMISSIONER,),
+                postcode=_postcode(commissioners_rng, area),
+                address_line="Civic Centre",
+                town=town,
+            )
+        )
     for i in range(population.practice_count):
         town, area = _TOWNS[i % len(_TOWNS)]
         surname = _surname(rng)
@@ -132,7 +149,7 @@ def organisations(population: Population) -> list[Organisation]:
                 postcode=_postcode(rng, area),
                 address_line=f"{rng.randint(1, 200)} High Street",
                 town=town,
-                parent_ods_code=f"R{_LETTERS[i % 3]}{i % 3 + 1}",
+                parent_ods_code=_commissioner(i % len(_TOWNS)),
             )
         )
     for i in range(population.pharmacy_count):
