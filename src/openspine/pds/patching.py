@@ -140,7 +140,13 @@ def _check_access(
             raise ForbiddenUpdate(
                 f"Forbidden update with error - a patient cannot update '{field}'"
             )
-        if restricted and field in RESTRICTED_FIELDS:
+        value = patch.get("value")
+        hides = field in RESTRICTED_FIELDS or (
+            field == "extension"
+            and isinstance(value, dict)
+            and value.get("url") in LOCATION_EXTENSIONS
+        )
+        if restricted and hides:
             raise ForbiddenUpdate(
                 f"Forbidden update with error - '{field}' of a restricted patient can only be"
                 " updated by the patient or the National Back Office"
@@ -168,7 +174,11 @@ def _check_list_rules(patches: list[dict[str, Any]], current: dict[str, Any]) ->
                     if patch["value"] != item_id:
                         raise _invalid(f"incorrect 'id' provided for {field} object")
                     asserted.add((field, str(item_id)))
-                elif len(parts) >= 3 and item_id is not None and (field, item_id) not in asserted:
+                elif (
+                    len(parts) >= 3
+                    and item_id is not None
+                    and (field, str(item_id)) not in asserted
+                ):
                     raise _invalid(f"no 'id' or incorrect 'id' provided for {field} object")
                 elif len(parts) == 2 and op == "replace":
                     value = patch["value"]

@@ -158,3 +158,15 @@ def test_restricted_record_is_patched_as_seen_and_keeps_its_hidden_data() -> Non
             restricted=True,
             today=TODAY,
         )
+
+
+def test_restricted_record_cannot_gain_a_hidden_kind_of_extension() -> None:
+    view = restricted_view(record())
+    with pytest.raises(ForbiddenUpdate):
+        apply_patches(
+            view,
+            {"patches": [{"op": "add", "path": "/extension/-", "value": PHARMACY}]},
+            patient_mode=False,
+            restricted=True,
+            today=TODAY,
+        )
