@@ -11,6 +11,7 @@ import zlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any, Final
+from urllib.parse import urlencode
 
 import orjson
 from starlette.requests import Request
@@ -218,10 +219,10 @@ def routes(service: MeshService) -> list[BaseRoute]:
             "self": str(request.url.path) + (f"?{request.url.query}" if request.url.query else "")
         }
         if page.next_token:
-            params = f"max_results={raw}&continue_from={page.next_token}"
+            params = {"max_results": raw, "continue_from": page.next_token}
             if workflow:
-                params += f"&workflow_filter={workflow}"
-            links["next"] = f"{request.url.path}?{params}"
+                params["workflow_filter"] = workflow
+            links["next"] = f"{request.url.path}?{urlencode(params)}"
         return _json(
             request,
             {"messages": page.message_ids},
