@@ -1,0 +1,1 @@
+"""Electronic Prescription Service: prescribing, release, dispensing and claims (in progress)."""
