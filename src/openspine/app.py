@@ -15,6 +15,8 @@ from starlette.middleware import Middleware
 from openspine import __version__
 from openspine.directory import routes as directory_routes
 from openspine.directory.service import DirectoryService
+from openspine.eps import routes as eps_routes
+from openspine.eps.service import EpsService
 from openspine.mesh import routes as mesh_routes
 from openspine.mesh.blobs import BlobStore
 from openspine.mesh.jobs import mesh_jobs
@@ -53,6 +55,7 @@ class Platform:
     issuer: TokenIssuer
     verifier: TokenVerifier
     jwks: dict[str, object]
+    eps: EpsService
     mesh: MeshService | None = None
 
 
@@ -97,6 +100,7 @@ def build_platform(settings: Settings) -> Platform:
         )
     return Platform(
         mesh=mesh,
+        eps=EpsService(store),
         settings=settings,
         store=store,
         directory=directory,
@@ -145,6 +149,7 @@ def create_app(settings: Settings) -> Starlette:
         *pds_routes.routes(platform.pds, capability_statement(base_url, __version__)),
         *(mesh_routes.routes(platform.mesh) if platform.mesh is not None else []),
         *directory_routes.routes(platform.store, base_url),
+        *eps_routes.routes(platform.eps),
     ]
     app = Starlette(
         routes=routes,
@@ -152,7 +157,7 @@ def create_app(settings: Settings) -> Starlette:
             Middleware(
                 RequestMiddleware,
                 metrics=metrics,
-                request_id_required=[f"{pds_routes.BASE_PATH}/Patient"],
+                request_id_required=[f"{pds_routes.BASE_PATH}/Patient", eps_routes.BASE_PATH],
             )
         ],
         exception_handlers={**EXCEPTION_HANDLERS, MeshError: mesh_routes.mesh_error_handler},

@@ -63,6 +63,8 @@ class RoleProfile(msgspec.Struct, frozen=True, kw_only=True):
     job_role_name: str
     activities: tuple[str, ...]
     active: bool = True
+    #: The X.509 certificate (PEM) of the smartcard key this user signs prescriptions with.
+    signing_certificate: str | None = None
 
     @property
     def job_role(self) -> str:

@@ -75,10 +75,17 @@ class SpineError(Exception):
     issue_type: ClassVar[str] = "invalid"
     severity: ClassVar[str] = "error"
 
-    def __init__(self, diagnostics: str | None = None, *, headers: dict[str, str] | None = None):
+    def __init__(
+        self,
+        diagnostics: str | None = None,
+        *,
+        headers: dict[str, str] | None = None,
+        expression: list[str] | None = None,
+    ):
         super().__init__(diagnostics or self.display)
         self.diagnostics = diagnostics
         self.headers = headers or {}
+        self.expression = expression
 
     def outcome(self) -> bytes:
         return operation_outcome(
@@ -87,11 +94,18 @@ class SpineError(Exception):
             issue_type=self.issue_type,
             severity=self.severity,
             diagnostics=self.diagnostics,
+            expression=self.expression,
         )
 
 
 def operation_outcome(
-    *, code: str, display: str, issue_type: str, severity: str, diagnostics: str | None
+    *,
+    code: str,
+    display: str,
+    issue_type: str,
+    severity: str,
+    diagnostics: str | None,
+    expression: list[str] | None = None,
 ) -> bytes:
     issue: dict[str, object] = {
         "severity": severity,
@@ -102,6 +116,8 @@ def operation_outcome(
     }
     if diagnostics:
         issue["diagnostics"] = diagnostics
+    if expression:
+        issue["expression"] = expression
     return orjson.dumps({"resourceType": "OperationOutcome", "issue": [issue]})
 
 

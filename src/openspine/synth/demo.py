@@ -47,6 +47,7 @@ from openspine.synth.people import DEMO_APPS, demo_users
 from openspine.synth.population import Population, organisations, patients
 from openspine.synth.related import related_person_puts
 from openspine.synth.sandbox import INVALIDATED, SANDBOX_ODS, SANDBOX_PATIENTS, SUPERSEDED
+from openspine.synth.signing import certificate_file, key_file, with_signing_certificates
 
 __all__ = [
     "CREDENTIALS_FILE",
@@ -137,6 +138,7 @@ async def create_demo_store(
         )
     )
     users, profiles = demo_users(orgs)
+    profiles = with_signing_certificates(data_dir, profiles)
     _write_credentials(data_dir, settings, users, profiles)
     apps = []
     for app in DEMO_APPS:
@@ -225,6 +227,14 @@ def _write_credentials(
                         "job_role_code": rp.job_role_code,
                         "job_role_name": rp.job_role_name,
                         "activities": list(rp.activities),
+                        **(
+                            {
+                                "signing_key_file": key_file(rp.role_profile_id),
+                                "certificate_file": certificate_file(rp.role_profile_id),
+                            }
+                            if rp.signing_certificate
+                            else {}
+                        ),
                     }
                     for rp in (by_id[i] for i in user.role_profile_ids)
                 ],

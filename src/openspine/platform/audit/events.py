@@ -35,6 +35,8 @@ class AuditAction(StrEnum):
     PDS_RELATED_PERSON_READ = "pds.related-person.read"
     PDS_POPULATION_LOAD = "pds.population.load"
     DIRECTORY_MESH_REGISTER = "directory.mesh.register"
+    EPS_PRESCRIPTION_PREPARE = "eps.prescription.prepare"
+    EPS_PRESCRIPTION_CREATE = "eps.prescription.create"
     MESH_MESSAGE_SEND = "mesh.message.send"
     MESH_MESSAGE_DOWNLOAD = "mesh.message.download"
     MESH_MESSAGE_ACKNOWLEDGE = "mesh.message.acknowledge"

@@ -1,0 +1,52 @@
+"""EPS HTTP routes (base ``/electronic-prescriptions/FHIR/R4``): prescribing so far."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute
+
+from openspine.eps.service import EpsService
+from openspine.platform.http import SecuredRoute, audit_context, fhir_response, read_body
+from openspine.platform.idempotency import fingerprint
+from openspine.platform.security.principal import Principal
+from openspine.platform.security.rbac import Permission
+
+__all__ = ["BASE_PATH", "routes"]
+
+BASE_PATH: Final = "/electronic-prescriptions/FHIR/R4"
+#: A prescription message is tens of kilobytes; four items with long dosage text stay far below.
+MAX_BODY: Final = 1024 * 1024
+
+
+def routes(service: EpsService) -> list[BaseRoute]:
+    async def prepare(request: Request, principal: Principal) -> Response:
+        body = await read_body(request, MAX_BODY)
+        return fhir_response(await service.prepare(principal, body, audit_context(request)))
+
+    async def process_message(request: Request, principal: Principal) -> Response:
+        body = await read_body(request, MAX_BODY)
+        written = await service.process_message(
+            principal,
+            body,
+            audit_context(request),
+            fingerprint("POST", request.url.path, body),
+        )
+        return fhir_response(written.body, written.status, written.headers)
+
+    return [
+        SecuredRoute(
+            f"{BASE_PATH}/$prepare",
+            prepare,
+            permission=Permission.EPS_PRESCRIPTION_PRESCRIBE,
+            methods=["POST"],
+        ),
+        SecuredRoute(
+            f"{BASE_PATH}/$process-message",
+            process_message,
+            permission=Permission.EPS_PRESCRIPTION_PRESCRIBE,
+            methods=["POST"],
+        ),
+    ]

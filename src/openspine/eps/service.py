@@ -1,0 +1,206 @@
+"""EPS prescribing use cases: ``$prepare`` and ``$process-message`` (prescription-order).
+
+A prescription is a versioned resource (``Prescription``, keyed by its short-form ID) whose
+version is Spine's change number: every later change (release, dispense, cancel) is a
+conditional write, so two pharmacies cannot both release it. Creation is audited and announced
+in the outbox in the same commit; retries with the same X-Request-ID replay the first answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, date, datetime
+from typing import Any, Final
+
+import orjson
+from cryptography import x509
+
+from openspine.directory.domain import RoleProfile
+from openspine.directory.storage import DirectoryRecords
+from openspine.eps.order import PrescriptionOrder, parse_order
+from openspine.eps.signature import content_digest, prepare_parameters, verify_signature
+from openspine.eps.status import LineItemStatus, PrescriptionStatus
+from openspine.platform.audit.events import AuditAction, AuditContext, AuditOutcome, audit_record
+from openspine.platform.errors import BadRequest, InvalidRequest
+from openspine.platform.idempotency import PreparedWrite, WrittenResponse, run_idempotent
+from openspine.platform.security.principal import Principal
+from openspine.platform.storage.ports import OutboxMessage, PutResource, Store, WriteSet
+
+__all__ = ["PRESCRIPTION", "DuplicatePrescriptionId", "EpsService"]
+
+PRESCRIPTION: Final = "Prescription"
+
+
+class DuplicatePrescriptionId(BadRequest):
+    code = "DUPLICATE_PRESCRIPTION_ID"
+    display = "Duplicate prescription ID exists."
+    issue_type = "duplicate"
+
+
+class UnsupportedMessage(BadRequest):
+    code = "INVALID_VALUE"
+    display = "Provided value is invalid"
+    issue_type = "not-supported"
+
+
+def _bundle(body: bytes) -> dict[str, Any]:
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise InvalidRequest("The request body is not valid JSON") from None
+    if not isinstance(parsed, dict):
+        raise InvalidRequest("Incorrect FHIR resource type. Expected Bundle.")
+    return parsed
+
+
+def _event(bundle: Mapping[str, Any]) -> str | None:
+    for entry in bundle.get("entry", []) if isinstance(bundle.get("entry"), list) else []:
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if isinstance(resource, dict) and resource.get("resourceType") == "MessageHeader":
+            code = (resource.get("eventCoding") or {}).get("code")
+            return str(code) if code else None
+    return None
+
+
+class EpsService:
+    def __init__(self, store: Store, *, today: Any = None) -> None:
+        self._store = store
+        self._directory = DirectoryRecords(store)
+        self._today = today or (lambda: datetime.now(UTC).date())
+
+    async def prepare(self, principal: Principal, body: bytes, context: AuditContext) -> bytes:
+        order = parse_order(_bundle(body))
+        if await self._store.get(PRESCRIPTION, order.prescription_id) is not None:
+            raise DuplicatePrescriptionId("A prescription with the same ID already exists.")
+        await self._audit(
+            AuditAction.EPS_PRESCRIPTION_PREPARE, AuditOutcome.SUCCESS, principal, context, order
+        )
+        timestamp = datetime.now(UTC).isoformat(timespec="seconds")
+        return orjson.dumps(prepare_parameters(content_digest(order.signed_content()), timestamp))
+
+    async def process_message(
+        self, principal: Principal, body: bytes, context: AuditContext, fingerprint: str
+    ) -> WrittenResponse:
+        bundle = _bundle(body)
+        event = _event(bundle)
+        if event != "prescription-order":
+            raise UnsupportedMessage(
+                f"MessageHeader.eventCoding.code '{str(event)[:40]}' is not supported by this"
+                " server yet; prescription-order is",
+                expression=["MessageHeader.eventCoding.code"],
+            )
+        order = parse_order(bundle)
+
+        async def prepare() -> PreparedWrite:
+            await self._check_signature(order)
+            if await self._store.get(PRESCRIPTION, order.prescription_id) is not None:
+                raise DuplicatePrescriptionId("A prescription with the same ID already exists.")
+            record = self._record(order, bundle)
+            put = PutResource(
+                PRESCRIPTION,
+                order.prescription_id,
+                1,
+                orjson.dumps(record),
+                None,
+                search_keys=(
+                    ("rxpatient", f"{order.patient_nhs_number}|{order.prescription_id}"),
+                    *(
+                        [("rxperformer", f"{order.performer_ods}|{order.prescription_id}")]
+                        if order.performer_ods
+                        else []
+                    ),
+                ),
+            )
+            audit = audit_record(
+                action=AuditAction.EPS_PRESCRIPTION_CREATE,
+                outcome=AuditOutcome.SUCCESS,
+                principal=principal,
+                context=context,
+                patients=[order.patient_nhs_number],
+                resources=[f"{PRESCRIPTION}/{order.prescription_id}"],
+                detail=f"status {record['status']}",
+            )
+            event = OutboxMessage(
+                "eps.prescription.created",
+                order.prescription_id,
+                orjson.dumps(
+                    {
+                        "prescriptionId": order.prescription_id,
+                        "status": record["status"],
+                        "performer": order.performer_ods,
+                    }
+                ),
+            )
+            answer = orjson.dumps(
+                {
+                    "resourceType": "OperationOutcome",
+                    "issue": [{"severity": "information", "code": "informational"}],
+                }
+            )
+            return PreparedWrite(
+                WriteSet(puts=[put], audit=[audit], outbox=[event]),
+                WrittenResponse(200, answer),
+            )
+
+        return await run_idempotent(
+            self._store, principal, context.request_id, fingerprint, prepare
+        )
+
+    async def _check_signature(self, order: PrescriptionOrder) -> None:
+        profile = await self._directory.get(RoleProfile, order.role_profile_id)
+        registered = None
+        same_user = profile is not None and order.user_id in (None, profile.user_id)
+        if profile is not None and same_user and profile.signing_certificate:
+            registered = x509.load_pem_x509_certificate(profile.signing_certificate.encode())
+        verify_signature(
+            order.signature_data,
+            expected_digest=content_digest(order.signed_content()),
+            registered_certificate=registered,
+        )
+
+    def _record(self, order: PrescriptionOrder, bundle: Mapping[str, Any]) -> dict[str, Any]:
+        start = order.validity_start
+        future = start is not None and date.fromisoformat(str(start)[:10]) > self._today()
+        status = PrescriptionStatus.FUTURE_DATED if future else PrescriptionStatus.TO_BE_DISPENSED
+        return {
+            "prescriptionId": order.prescription_id,
+            "longFormId": order.long_form_id,
+            "patient": order.patient_nhs_number,
+            "prescriber": {"user": order.user_id, "roleProfile": order.role_profile_id},
+            "organisation": order.organisation_ods,
+            "treatment": order.treatment,
+            "performer": order.performer_ods,
+            "validityStart": start,
+            "status": status.code,
+            "issue": 1,
+            "repeatsAllowed": order.repeats_allowed,
+            "items": [
+                {
+                    "identifier": item.identifier,
+                    "status": LineItemStatus.TO_BE_DISPENSED.code,
+                    "quantity": item.quantity,
+                    "daysSupply": item.days_supply,
+                }
+                for item in order.items
+            ],
+            "createdAt": datetime.now(UTC).isoformat(timespec="seconds"),
+            "bundle": bundle,
+        }
+
+    async def _audit(
+        self,
+        action: AuditAction,
+        outcome: AuditOutcome,
+        principal: Principal,
+        context: AuditContext,
+        order: PrescriptionOrder,
+    ) -> None:
+        event = audit_record(
+            action=action,
+            outcome=outcome,
+            principal=principal,
+            context=context,
+            patients=[order.patient_nhs_number],
+            resources=[f"{PRESCRIPTION}/{order.prescription_id}"],
+        )
+        await self._store.write(WriteSet(audit=[event]))

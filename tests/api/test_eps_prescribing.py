@@ -1,0 +1,225 @@
+"""EPS prescribing through the ASGI app: NHS example messages, signed by a demo prescriber."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from lxml import etree
+
+from openspine.eps.prescription_id import new_prescription_id
+from tests.api.helpers import app_token, user_token
+from tests.api.test_pds_read import coding
+from tests.conftest import REFERENCE, Clients
+
+pytestmark = pytest.mark.anyio
+BASE = "/electronic-prescriptions/FHIR/R4"
+EXAMPLES = REFERENCE / "eps" / "examples"
+GP = "R8000"
+
+
+def load(path: Path) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads(path.read_text())
+    return document
+
+
+def example_orders() -> list[Path]:
+    if not EXAMPLES.is_dir():
+        return []
+    return sorted(
+        p
+        for p in EXAMPLES.rglob("1-Process-Request-Send-200_OK.json")
+        if "prescription-order" in p.read_text()
+    )
+
+
+def adopt(
+    bundle: dict[str, Any], clients: Clients, nhs_number: str = "9000000009"
+) -> dict[str, Any]:
+    """An NHS example made ours: our patient, our demo prescriber, a fresh prescription ID."""
+    bundle = copy.deepcopy(bundle)
+    user_id, role_profile_id = clients.user(GP)
+    prescription_id = new_prescription_id("A83008")
+    for entry in bundle["entry"]:
+        resource = entry["resource"]
+        kind = resource["resourceType"]
+        for identifier in (
+            resource.get("identifier", []) if isinstance(resource.get("identifier"), list) else []
+        ):
+            system = identifier.get("system")
+            if kind == "Patient" and system == "https://fhir.nhs.uk/Id/nhs-number":
+                identifier["value"] = nhs_number
+            if (
+                kind == "PractitionerRole"
+                and system == "https://fhir.nhs.uk/Id/sds-role-profile-id"
+            ):
+                identifier["value"] = role_profile_id
+            if kind == "Practitioner" and system == "https://fhir.nhs.uk/Id/sds-user-id":
+                identifier["value"] = user_id
+        if kind == "MedicationRequest":
+            resource["groupIdentifier"]["value"] = prescription_id
+            resource["dispenseRequest"].pop("validityPeriod", None)
+    return bundle
+
+
+def sign(
+    bundle: dict[str, Any], digest_parameters: dict[str, Any], clients: Clients
+) -> dict[str, Any]:
+    """What the prescriber's system does: sign $prepare's SignedInfo with the smartcard key."""
+    info = base64.b64decode(digest_parameters["parameter"][0]["valueString"])
+    _, role_profile_id = clients.user(GP)
+    profile = next(
+        rp
+        for user in clients.creds["users"]
+        for rp in user["role_profiles"]
+        if rp["role_profile_id"] == role_profile_id
+    )
+    key = serialization.load_pem_private_key(
+        (clients.dir / profile["signing_key_file"]).read_bytes(), None
+    )
+    assert isinstance(key, rsa.RSAPrivateKey)
+    cert_pem = (clients.dir / profile["certificate_file"]).read_bytes()
+    from cryptography import x509
+
+    der = base64.b64encode(
+        x509.load_pem_x509_certificate(cert_pem).public_bytes(serialization.Encoding.DER)
+    ).decode()
+    canonical = etree.tostring(etree.fromstring(info), method="c14n", exclusive=True)
+    value = base64.b64encode(key.sign(canonical, padding.PKCS1v15(), hashes.SHA256())).decode()
+    inner = info.decode().split(">", 1)[1].rsplit("</SignedInfo>", 1)[0]
+    xml = (
+        '<Signature xmlns="http://www.w3.org/2000/09/xmldsig#">'
+        f"<SignedInfo>{inner}</SignedInfo><SignatureValue>{value}</SignatureValue>"
+        f"<KeyInfo><X509Data><X509Certificate>{der}</X509Certificate></X509Data></KeyInfo>"
+        "</Signature>"
+    )
+    signed = copy.deepcopy(bundle)
+    for entry in signed["entry"]:
+        if entry["resource"]["resourceType"] == "Provenance":
+            entry["resource"]["signature"][0]["data"] = base64.b64encode(xml.encode()).decode()
+    return signed
+
+
+async def post(
+    http: httpx.AsyncClient,
+    token: str,
+    operation: str,
+    body: dict[str, Any],
+    request_id: str | None = None,
+) -> httpx.Response:
+    return await http.post(
+        f"{BASE}/{operation}",
+        json=body,
+        headers={
+            "Authorization": f"Bearer {token}",
+            "X-Request-ID": request_id or str(uuid.uuid4()),
+            "Content-Type": "application/fhir+json",
+        },
+    )
+
+
+@pytest.mark.parametrize(
+    "path", example_orders(), ids=lambda p: str(p.relative_to(EXAMPLES).parent)
+)
+async def test_prepare_sign_process_for_every_nhs_order_example(
+    client: httpx.AsyncClient, clients: Clients, path: Path
+) -> None:
+    token = await user_token(client, clients, GP)
+    bundle = adopt(load(path), clients)
+    prepared = await post(client, token, "$prepare", bundle)
+    assert prepared.status_code == 200, prepared.text
+    signed = sign(bundle, prepared.json(), clients)
+    request_id = str(uuid.uuid4())
+    sent = await post(client, token, "$process-message", signed, request_id)
+    assert sent.status_code == 200, sent.text
+    assert sent.json()["issue"][0]["code"] == "informational"
+    # The same request again replays; the same prescription in a new request is a duplicate.
+    assert (await post(client, token, "$process-message", signed, request_id)).status_code == 200
+    again = await post(client, token, "$process-message", signed)
+    assert again.status_code == 400
+    assert coding(again)["code"] == "DUPLICATE_PRESCRIPTION_ID"
+
+
+async def test_signatures_that_do_not_hold(client: httpx.AsyncClient, clients: Clients) -> None:
+    paths = example_orders()
+    if not paths:
+        pytest.skip(f"NHS reference material not present at {EXAMPLES}")
+    token = await user_token(client, clients, GP)
+    original = load(paths[0])
+    as_sent = adopt(original, clients)  # the NHS example's own (RSA-SHA1, other data) signature
+    response = await post(client, token, "$process-message", as_sent)
+    assert response.status_code == 400
+    assert coding(response)["code"] in ("FAILURE_TO_PROCESS_MESSAGE", "MISSING_DIGITAL_SIGNATURE")
+    unsigned = copy.deepcopy(as_sent)
+    for entry in unsigned["entry"]:
+        if entry["resource"]["resourceType"] == "Provenance":
+            entry["resource"]["signature"][0].pop("data", None)
+    response = await post(client, token, "$process-message", unsigned)
+    assert response.status_code == 400
+    assert coding(response)["code"] == "MISSING_DIGITAL_SIGNATURE"
+    bundle = adopt(original, clients)
+    signed = sign(bundle, (await post(client, token, "$prepare", bundle)).json(), clients)
+    tampered = copy.deepcopy(signed)
+    for entry in tampered["entry"]:
+        if entry["resource"]["resourceType"] == "MedicationRequest":
+            entry["resource"]["dispenseRequest"]["quantity"]["value"] = 9999
+            break
+    response = await post(client, token, "$process-message", tampered)
+    assert response.status_code == 400
+    assert coding(response)["code"] == "FAILURE_TO_PROCESS_MESSAGE"
+    assert "does not match" in response.json()["issue"][0]["diagnostics"]
+    # Signed by the demo GP, but claiming another prescriber: not their registered certificate.
+    impostor = copy.deepcopy(signed)
+    nurse_user, nurse_profile = clients.user("R8001")
+    for entry in impostor["entry"]:
+        resource = entry["resource"]
+        for identifier in (
+            resource.get("identifier", []) if isinstance(resource.get("identifier"), list) else []
+        ):
+            if identifier.get("system") == "https://fhir.nhs.uk/Id/sds-role-profile-id":
+                identifier["value"] = nurse_profile
+            if identifier.get("system") == "https://fhir.nhs.uk/Id/sds-user-id":
+                identifier["value"] = nurse_user
+    response = await post(client, token, "$process-message", impostor)
+    assert response.status_code == 400
+    assert coding(response)["code"] == "FAILURE_TO_PROCESS_MESSAGE"
+
+
+@pytest.mark.parametrize(
+    ("name", "code"),
+    [
+        ("1-Process-Request-Send-400_INVALID_CHECKSUM.json", "FAILURE_TO_PROCESS_MESSAGE"),
+        ("2-Prepare-Request-400_Invalid_Course_of_Therapy_mixed.json", "INVALID_VALUE"),
+        ("4-Process-Request-Send-400_invalid_intent.json", "INVALID_VALUE"),
+    ],
+)
+async def test_nhs_error_examples(
+    client: httpx.AsyncClient, clients: Clients, name: str, code: str
+) -> None:
+    path = EXAMPLES / "errors" / name
+    if not path.is_file():
+        pytest.skip(f"NHS reference material not present at {path}")
+    token = await user_token(client, clients, GP)
+    operation = "$prepare" if "Prepare" in name else "$process-message"
+    response = await post(client, token, operation, load(path))
+    assert response.status_code == 400, response.text
+    assert coding(response)["code"] == code
+
+
+async def test_prescribing_needs_a_prescriber(client: httpx.AsyncClient, clients: Clients) -> None:
+    paths = example_orders()
+    if not paths:
+        pytest.skip(f"NHS reference material not present at {EXAMPLES}")
+    bundle = adopt(load(paths[0]), clients)
+    backend = await app_token(client, clients)
+    assert (await post(client, backend, "$prepare", bundle)).status_code == 403
+    pharmacist = await user_token(client, clients, "R8003")
+    assert (await post(client, pharmacist, "$prepare", bundle)).status_code == 403
