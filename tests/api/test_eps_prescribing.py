@@ -223,3 +223,99 @@ async def test_prescribing_needs_a_prescriber(client: httpx.AsyncClient, clients
     assert (await post(client, backend, "$prepare", bundle)).status_code == 403
     pharmacist = await user_token(client, clients, "R8003")
     assert (await post(client, pharmacist, "$prepare", bundle)).status_code == 403
+
+
+async def create_prescription(
+    client: httpx.AsyncClient, clients: Clients, token: str
+) -> tuple[str, list[str]]:
+    """A new signed prescription from the first NHS order example: (its ID, its item ids)."""
+    bundle = adopt(load(example_orders()[0]), clients)
+    signed = sign(bundle, (await post(client, token, "$prepare", bundle)).json(), clients)
+    assert (await post(client, token, "$process-message", signed)).status_code == 200
+    requests = [
+        e["resource"]
+        for e in signed["entry"]
+        if e["resource"]["resourceType"] == "MedicationRequest"
+    ]
+    items = [
+        next(
+            i["value"]
+            for i in r["identifier"]
+            if i["system"].endswith("prescription-order-item-number")
+        )
+        for r in requests
+    ]
+    return requests[0]["groupIdentifier"]["value"], items
+
+
+def cancellation(
+    clients: Clients, prescription_id: str, item: str, nhs_number: str = "9000000009"
+) -> dict[str, Any]:
+    path = EXAMPLES / "spec/prescribing/prescription-order-update/eRD-primary-example-req.json"
+    bundle = adopt(load(path), clients, nhs_number)
+    for entry in bundle["entry"]:
+        resource = entry["resource"]
+        if resource["resourceType"] == "MedicationRequest":
+            resource["groupIdentifier"]["value"] = prescription_id
+            for identifier in resource["identifier"]:
+                if identifier["system"].endswith("prescription-order-item-number"):
+                    identifier["value"] = item
+    return bundle
+
+
+def r_code(response: httpx.Response) -> str:
+    body = response.json()
+    if body["resourceType"] == "OperationOutcome":
+        return str(body["issue"][0]["details"]["coding"][0]["code"])
+    request = next(
+        e["resource"] for e in body["entry"] if e["resource"]["resourceType"] == "MedicationRequest"
+    )
+    return str(request["extension"][0]["extension"][0]["valueCoding"]["code"])
+
+
+async def test_cancellation_r_codes(client: httpx.AsyncClient, clients: Clients) -> None:
+    if not example_orders():
+        pytest.skip(f"NHS reference material not present at {EXAMPLES}")
+    token = await user_token(client, clients, GP)
+    prescription_id, items = await create_prescription(client, clients, token)
+    first = await post(
+        client, token, "$process-message", cancellation(clients, prescription_id, items[0])
+    )
+    assert first.status_code == 200, first.text
+    assert r_code(first) == "R-0001"
+    from fhir.resources.R4B.bundle import Bundle
+
+    Bundle.model_validate(first.json())
+    again = await post(
+        client, token, "$process-message", cancellation(clients, prescription_id, items[0])
+    )
+    assert r_code(again) == "R-0006"
+    for item in items[1:]:
+        assert (
+            r_code(
+                await post(
+                    client, token, "$process-message", cancellation(clients, prescription_id, item)
+                )
+            )
+            == "R-0001"
+        )
+    missing = await post(
+        client,
+        token,
+        "$process-message",
+        cancellation(clients, new_prescription_id("A83008"), items[0]),
+    )
+    assert missing.status_code == 404
+    assert r_code(missing) == "R-0008"
+    unknown_item = await post(
+        client, token, "$process-message", cancellation(clients, prescription_id, str(uuid.uuid4()))
+    )
+    assert r_code(unknown_item) == "R-0008"
+    other_patient = await post(
+        client,
+        token,
+        "$process-message",
+        cancellation(clients, prescription_id, items[0], "9000000017"),
+    )
+    assert other_patient.status_code == 400
+    assert r_code(other_patient) == "R-5000"

@@ -132,7 +132,8 @@ def _resources(bundle: Mapping[str, Any]) -> list[tuple[str | None, dict[str, An
     return found
 
 
-def _identifier(identifiers: Iterable[Any], system: str) -> str | None:
+def identifier_value(identifiers: Iterable[Any], system: str) -> str | None:
+    """The value of the first identifier of ``system``."""
     for identifier in identifiers:
         if isinstance(identifier, dict) and identifier.get("system") == system:
             value = identifier.get("value")
@@ -169,7 +170,7 @@ def _prescriber(reference: Any, by_url: Mapping[str, dict[str, Any]]) -> tuple[s
     else:
         practitioner = _resolve(reference, by_url, "Practitioner", "practitionerRole.practitioner")
         identifiers = [i for i in practitioner.get("identifier", []) if isinstance(i, dict)]
-    user = _identifier(identifiers, USER_ID)
+    user = identifier_value(identifiers, USER_ID)
     return user, sum(1 for i in identifiers if i.get("system") in PROFESSIONAL_CODES)
 
 
@@ -180,7 +181,7 @@ def _organisation(reference: Any, by_url: Mapping[str, dict[str, Any]]) -> str:
     else:
         organisation = _resolve(reference, by_url, "Organization", "practitionerRole.organization")
         identifiers = organisation.get("identifier", [])
-    ods = _identifier(identifiers, ODS)
+    ods = identifier_value(identifiers, ODS)
     if ods is None:
         raise MissingValue("The prescribing organisation needs an ODS code")
     return ods
@@ -277,7 +278,7 @@ def parse_order(
         for r in requests
     ]
     performer = shared(performers, "dispenseRequest.performer")
-    item_ids = [_identifier(r.get("identifier", []), ITEM_NUMBER) for r in requests]
+    item_ids = [identifier_value(r.get("identifier", []), ITEM_NUMBER) for r in requests]
     if None in item_ids:
         raise MissingValue(
             "Every MedicationRequest needs a prescription-order-item-number identifier"
@@ -349,13 +350,13 @@ def parse_order(
             " dispenseRequest.numberOfRepeatsAllowed.",
         )
     patient = _resolve(requests[0].get("subject"), by_url, "Patient", "MedicationRequest.subject")
-    nhs_number = _identifier(patient.get("identifier", []), NHS_NUMBER)
+    nhs_number = identifier_value(patient.get("identifier", []), NHS_NUMBER)
     if nhs_number is None or not is_valid_nhs_number(nhs_number):
         raise InvalidValue("Patient.identifier must carry a valid NHS number")
     role = _resolve(
         requests[0].get("requester"), by_url, "PractitionerRole", "MedicationRequest.requester"
     )
-    role_profile = _identifier(role.get("identifier", []), ROLE_PROFILE)
+    role_profile = identifier_value(role.get("identifier", []), ROLE_PROFILE)
     if role_profile is None:
         raise MissingValue("PractitionerRole.identifier needs an SDS role profile id")
     user, professional = _prescriber(role.get("practitioner"), by_url)

@@ -10,31 +10,87 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 import orjson
 from cryptography import x509
 
 from openspine.directory.domain import RoleProfile
 from openspine.directory.storage import DirectoryRecords
+from openspine.eps.cancellation import decide, parse_cancel, response_bundle
 from openspine.eps.order import PrescriptionOrder, parse_order
 from openspine.eps.signature import content_digest, prepare_parameters, verify_signature
 from openspine.eps.status import LineItemStatus, PrescriptionStatus
 from openspine.platform.audit.events import AuditAction, AuditContext, AuditOutcome, audit_record
-from openspine.platform.errors import BadRequest, InvalidRequest
+from openspine.platform.errors import (
+    BadRequest,
+    InvalidRequest,
+    ServiceUnavailable,
+    SpineError,
+)
 from openspine.platform.idempotency import PreparedWrite, WrittenResponse, run_idempotent
 from openspine.platform.security.principal import Principal
-from openspine.platform.storage.ports import OutboxMessage, PutResource, Store, WriteSet
+from openspine.platform.storage.ports import (
+    OutboxMessage,
+    PutResource,
+    Store,
+    VersionConflict,
+    WriteSet,
+)
 
 __all__ = ["PRESCRIPTION", "DuplicatePrescriptionId", "EpsService"]
 
 PRESCRIPTION: Final = "Prescription"
+#: Optimistic concurrency: a change that lost the race is decided again this many times.
+MAX_CONFLICT_RETRIES: Final = 5
 
 
 class DuplicatePrescriptionId(BadRequest):
     code = "DUPLICATE_PRESCRIPTION_ID"
     display = "Duplicate prescription ID exists."
     issue_type = "duplicate"
+
+
+class CancellationError(SpineError):
+    """An R-code answered as an OperationOutcome (the cancellation found nothing to act on)."""
+
+    system: ClassVar[str] = "https://fhir.nhs.uk/CodeSystem/medicationrequest-status-history"
+
+    def outcome(self) -> bytes:
+        return orjson.dumps(
+            {
+                "resourceType": "OperationOutcome",
+                "issue": [
+                    {
+                        "severity": "error",
+                        "code": self.issue_type,
+                        "details": {
+                            "coding": [
+                                {"system": self.system, "code": self.code, "display": self.display}
+                            ]
+                        },
+                        **({"diagnostics": self.diagnostics} if self.diagnostics else {}),
+                    }
+                ],
+            }
+        )
+
+
+class PrescriptionNotFound(CancellationError):
+    status = 404
+    code = "R-0008"
+    display = "Prescription/item not found"
+    issue_type = "not-found"
+
+
+class CancellationMismatch(CancellationError):
+    status = 400
+    code = "R-5000"
+    display = (
+        "Unable to process message. Information missing or invalid - Mismatch between"
+        " prescription and cancellation NHSNumber"
+    )
+    issue_type = "processing"
 
 
 class UnsupportedMessage(BadRequest):
@@ -83,6 +139,8 @@ class EpsService:
     ) -> WrittenResponse:
         bundle = _bundle(body)
         event = _event(bundle)
+        if event == "prescription-order-update":
+            return await self._cancel(principal, bundle, context, fingerprint)
         if event != "prescription-order":
             raise UnsupportedMessage(
                 f"MessageHeader.eventCoding.code '{str(event)[:40]}' is not supported by this"
@@ -145,6 +203,77 @@ class EpsService:
         return await run_idempotent(
             self._store, principal, context.request_id, fingerprint, prepare
         )
+
+    async def _cancel(
+        self,
+        principal: Principal,
+        bundle: Mapping[str, Any],
+        context: AuditContext,
+        fingerprint: str,
+    ) -> WrittenResponse:
+        request = parse_cancel(bundle)
+
+        async def prepare() -> PreparedWrite:
+            stored = await self._store.get(PRESCRIPTION, request.prescription_id)
+            if stored is None:
+                raise PrescriptionNotFound()
+            record = orjson.loads(stored.body)
+            if request.patient_nhs_number not in (None, record["patient"]):
+                raise CancellationMismatch()
+            decision = decide(record, request)
+            if decision.code == "R-0008":
+                raise PrescriptionNotFound()
+            timestamp = datetime.now(UTC).isoformat(timespec="seconds")
+            writes = WriteSet(
+                audit=[
+                    audit_record(
+                        action=AuditAction.EPS_PRESCRIPTION_CANCEL,
+                        outcome=AuditOutcome.SUCCESS,
+                        principal=principal,
+                        context=context,
+                        patients=[record["patient"]],
+                        resources=[f"{PRESCRIPTION}/{request.prescription_id}"],
+                        detail=decision.code,
+                    )
+                ]
+            )
+            if decision.record is not None:
+                writes.puts.append(
+                    PutResource(
+                        PRESCRIPTION,
+                        request.prescription_id,
+                        stored.version + 1,
+                        orjson.dumps(decision.record),
+                        stored.version,
+                    )
+                )
+                writes.outbox.append(
+                    OutboxMessage(
+                        "eps.prescription.cancelled"
+                        if decision.cancelled
+                        else "eps.prescription.cancellation-pending",
+                        request.prescription_id,
+                        orjson.dumps(
+                            {
+                                "prescriptionId": request.prescription_id,
+                                "item": request.item_id,
+                                "code": decision.code,
+                                "status": decision.record["status"],
+                            }
+                        ),
+                    )
+                )
+            answer = orjson.dumps(response_bundle(request, decision.code, timestamp))
+            return PreparedWrite(writes, WrittenResponse(200, answer))
+
+        for _ in range(MAX_CONFLICT_RETRIES):
+            try:
+                return await run_idempotent(
+                    self._store, principal, context.request_id, fingerprint, prepare
+                )
+            except VersionConflict:
+                continue  # another change to this prescription won: decide again on the new one
+        raise ServiceUnavailable("The prescription is busy; retry", headers={"Retry-After": "1"})
 
     async def _check_signature(self, order: PrescriptionOrder) -> None:
         profile = await self._directory.get(RoleProfile, order.role_profile_id)

@@ -37,6 +37,7 @@ class AuditAction(StrEnum):
     DIRECTORY_MESH_REGISTER = "directory.mesh.register"
     EPS_PRESCRIPTION_PREPARE = "eps.prescription.prepare"
     EPS_PRESCRIPTION_CREATE = "eps.prescription.create"
+    EPS_PRESCRIPTION_CANCEL = "eps.prescription.cancel"
     MESH_MESSAGE_SEND = "mesh.message.send"
     MESH_MESSAGE_DOWNLOAD = "mesh.message.download"
     MESH_MESSAGE_ACKNOWLEDGE = "mesh.message.acknowledge"

@@ -1,0 +1,74 @@
+"""Spine's cancellation decision for each state of a prescription."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from openspine.eps.cancellation import CancelRequest, decide
+
+
+def record(status: str, items: tuple[str, ...] = ("0007", "0007"), **extra: Any) -> dict[str, Any]:
+    return {
+        "status": status,
+        "items": [{"identifier": f"item-{n}", "status": s} for n, s in enumerate(items)],
+        **extra,
+    }
+
+
+def request(item: str = "item-0", role_profile: str = "rp-1") -> CancelRequest:
+    return CancelRequest(
+        prescription_id="X",
+        item_id=item,
+        patient_nhs_number=None,
+        role_profile_id=role_profile,
+        reason={},
+        medication_request={},
+        resources=(),
+    )
+
+
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [
+        ("0001", "R-0001"),
+        ("9001", "R-0001"),
+        ("0002", "R-0002"),
+        ("0003", "R-0003"),
+        ("0004", "R-0005"),
+        ("0005", "R-0006"),
+        ("0006", "R-0004"),
+        ("0008", "R-0004"),
+        ("0007", "R-0010"),
+        ("0009", "R-0010"),
+    ],
+)
+def test_r_code_for_each_prescription_status(status: str, code: str) -> None:
+    assert decide(record(status), request()).code == code
+
+
+def test_cancelling_the_last_item_cancels_the_prescription() -> None:
+    first = decide(record("0001"), request("item-0"))
+    assert first.record is not None
+    assert first.record["status"] == "0001"
+    last = decide(first.record, request("item-1"))
+    assert last.record is not None
+    assert last.record["status"] == "0005"
+    future = decide(record("9001", ("0007",)), request())
+    assert future.record is not None
+    assert future.record["status"] == "9005"
+
+
+def test_pending_cancellation_and_another_prescriber() -> None:
+    pending = decide(record("0002"), request())
+    assert pending.record is not None
+    assert pending.record["pendingCancellation"] == {"item-0": "rp-1"}
+    assert decide(pending.record, request(role_profile="rp-2")).code == "R-0007"
+    assert decide(pending.record, request()).code == "R-0002"
+    assert decide(pending.record, request()).record is None
+
+
+def test_already_cancelled_item_and_unknown_item() -> None:
+    assert decide(record("0001", ("0005", "0007")), request("item-0")).code == "R-0006"
+    assert decide(record("0001"), request("item-9")).code == "R-0008"
