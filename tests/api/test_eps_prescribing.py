@@ -319,3 +319,113 @@ async def test_cancellation_r_codes(client: httpx.AsyncClient, clients: Clients)
     )
     assert other_patient.status_code == 400
     assert r_code(other_patient) == "R-5000"
+
+
+def pharmacist(clients: Clients) -> tuple[str, str]:
+    """(role profile id, ODS code) of the demo pharmacist."""
+    for user in clients.creds["users"]:
+        for rp in user["role_profiles"]:
+            if rp["job_role_code"].endswith("R8003"):
+                return rp["role_profile_id"], rp["ods_code"]
+    raise KeyError("R8003")
+
+
+def release_parameters(owner: str, prescription_id: str | None = None) -> dict[str, Any]:
+    parameters: list[dict[str, Any]] = [
+        {
+            "name": "owner",
+            "resource": {
+                "resourceType": "Organization",
+                "identifier": [
+                    {"system": "https://fhir.nhs.uk/Id/ods-organization-code", "value": owner}
+                ],
+            },
+        },
+        {"name": "status", "valueCode": "accepted"},
+    ]
+    if prescription_id:
+        parameters.insert(
+            0,
+            {
+                "name": "group-identifier",
+                "valueIdentifier": {
+                    "system": "https://fhir.nhs.uk/Id/prescription-order-number",
+                    "value": prescription_id,
+                },
+            },
+        )
+    return {"resourceType": "Parameters", "parameter": parameters}
+
+
+def released_ids(response: httpx.Response) -> list[str]:
+    assert response.status_code == 200, response.text
+    passed = response.json()["parameter"][0]["resource"]
+    ids = []
+    for entry in passed["entry"]:
+        for inner in entry["resource"]["entry"]:
+            if inner["resource"]["resourceType"] == "MedicationRequest":
+                ids.append(inner["resource"]["groupIdentifier"]["value"])
+                break
+    return ids
+
+
+async def test_nominated_release_then_cancellation_is_pending(
+    client: httpx.AsyncClient, clients: Clients
+) -> None:
+    if not example_orders():
+        pytest.skip(f"NHS reference material not present at {EXAMPLES}")
+    _, pharmacy = pharmacist(clients)
+    gp = await user_token(client, clients, GP)
+    bundle = adopt(load(example_orders()[0]), clients)
+    for entry in bundle["entry"]:
+        if entry["resource"]["resourceType"] == "MedicationRequest":
+            entry["resource"]["dispenseRequest"]["performer"] = {
+                "identifier": {
+                    "system": "https://fhir.nhs.uk/Id/ods-organization-code",
+                    "value": pharmacy,
+                }
+            }
+    signed = sign(bundle, (await post(client, gp, "$prepare", bundle)).json(), clients)
+    assert (await post(client, gp, "$process-message", signed)).status_code == 200
+    prescription_id = next(
+        e["resource"]["groupIdentifier"]["value"]
+        for e in signed["entry"]
+        if e["resource"]["resourceType"] == "MedicationRequest"
+    )
+    dispenser = await user_token(client, clients, "R8003")
+    nominated = await post(client, dispenser, "Task/$release", release_parameters(pharmacy))
+    assert prescription_id in released_ids(nominated)
+    # Released: no longer in the pharmacy's queue; the same dispenser may download it again.
+    again = await post(client, dispenser, "Task/$release", release_parameters(pharmacy))
+    assert prescription_id not in released_ids(again)
+    by_id = await post(
+        client, dispenser, "Task/$release", release_parameters(pharmacy, prescription_id)
+    )
+    assert released_ids(by_id) == [prescription_id]
+    # A dispenser acts only for its own organisation; a prescriber cannot release.
+    elsewhere = await post(
+        client, dispenser, "Task/$release", release_parameters("FZZ99", prescription_id)
+    )
+    assert elsewhere.status_code == 403
+    assert (
+        await post(client, gp, "Task/$release", release_parameters(pharmacy))
+    ).status_code == 403
+    # Cancelling now only marks it for cancellation.
+    item = next(
+        i["value"]
+        for e in signed["entry"]
+        if e["resource"]["resourceType"] == "MedicationRequest"
+        for i in e["resource"]["identifier"]
+        if i["system"].endswith("prescription-order-item-number")
+    )
+    pending = await post(
+        client, gp, "$process-message", cancellation(clients, prescription_id, item)
+    )
+    assert r_code(pending) == "R-0002"
+    missing = await post(
+        client,
+        dispenser,
+        "Task/$release",
+        release_parameters(pharmacy, new_prescription_id("FA100")),
+    )
+    assert missing.status_code == 404

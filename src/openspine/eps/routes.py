@@ -36,7 +36,23 @@ def routes(service: EpsService) -> list[BaseRoute]:
         )
         return fhir_response(written.body, written.status, written.headers)
 
+    async def release(request: Request, principal: Principal) -> Response:
+        body = await read_body(request, MAX_BODY)
+        written = await service.release(
+            principal,
+            body,
+            audit_context(request),
+            fingerprint("POST", request.url.path, body),
+        )
+        return fhir_response(written.body, written.status, written.headers)
+
     return [
+        SecuredRoute(
+            f"{BASE_PATH}/Task/$release",
+            release,
+            permission=Permission.EPS_PRESCRIPTION_DISPENSE,
+            methods=["POST"],
+        ),
         SecuredRoute(
             f"{BASE_PATH}/$prepare",
             prepare,

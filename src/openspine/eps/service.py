@@ -8,6 +8,7 @@ in the outbox in the same commit; retries with the same X-Request-ID replay the 
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from typing import Any, ClassVar, Final
@@ -19,12 +20,21 @@ from openspine.directory.domain import RoleProfile
 from openspine.directory.storage import DirectoryRecords
 from openspine.eps.cancellation import decide, parse_cancel, response_bundle
 from openspine.eps.order import PrescriptionOrder, parse_order
+from openspine.eps.release import (
+    NOMINATED_BATCH,
+    NotReleasable,
+    WithAnotherDispenser,
+    parse_release,
+    release,
+)
 from openspine.eps.signature import content_digest, prepare_parameters, verify_signature
-from openspine.eps.status import LineItemStatus, PrescriptionStatus
+from openspine.eps.status import InvalidStateTransition, LineItemStatus, PrescriptionStatus
 from openspine.platform.audit.events import AuditAction, AuditContext, AuditOutcome, audit_record
 from openspine.platform.errors import (
     BadRequest,
+    Forbidden,
     InvalidRequest,
+    ResourceNotFound,
     ServiceUnavailable,
     SpineError,
 )
@@ -43,6 +53,59 @@ __all__ = ["PRESCRIPTION", "DuplicatePrescriptionId", "EpsService"]
 PRESCRIPTION: Final = "Prescription"
 #: Optimistic concurrency: a change that lost the race is decided again this many times.
 MAX_CONFLICT_RETRIES: Final = 5
+
+
+def prescription_keys(record: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    """Tracker by patient, always; the nominated pharmacy's queue while To Be Dispensed."""
+    keys = [("rxpatient", f"{record['patient']}|{record['prescriptionId']}")]
+    if record.get("performer") and record["status"] == PrescriptionStatus.TO_BE_DISPENSED.code:
+        keys.append(("rxready", f"{record['performer']}|{record['prescriptionId']}"))
+    return tuple(keys)
+
+
+class WithAnotherDispenserError(SpineError):
+    status = 400
+    code = "PRESCRIPTION_WITH_ANOTHER_DISPENSER"
+    display = "Prescription is with another dispenser"
+    issue_type = "business-rule"
+
+    def __init__(self, dispenser: str) -> None:
+        super().__init__()
+        self.dispenser = dispenser
+
+    def outcome(self) -> bytes:
+        return orjson.dumps(
+            {
+                "resourceType": "OperationOutcome",
+                "issue": [
+                    {
+                        "code": self.issue_type,
+                        "severity": "error",
+                        "details": {
+                            "coding": [
+                                {
+                                    "system": "https://fhir.nhs.uk/CodeSystem/EPS-IssueCode",
+                                    "code": self.code,
+                                    "display": self.display,
+                                }
+                            ]
+                        },
+                    }
+                ],
+                "contained": [
+                    {
+                        "resourceType": "Organization",
+                        "id": self.dispenser,
+                        "identifier": [
+                            {
+                                "system": "https://fhir.nhs.uk/Id/ods-organization-code",
+                                "value": self.dispenser,
+                            }
+                        ],
+                    }
+                ],
+            }
+        )
 
 
 class DuplicatePrescriptionId(BadRequest):
@@ -109,6 +172,29 @@ def _bundle(body: bytes) -> dict[str, Any]:
     return parsed
 
 
+def _bundle_or_parameters(body: bytes) -> dict[str, Any]:
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise InvalidRequest("The request body is not valid JSON") from None
+    if not isinstance(parsed, dict):
+        raise InvalidRequest("Incorrect FHIR resource type. Expected Parameters.")
+    return parsed
+
+
+def _searchset(resources: list[Mapping[str, Any]]) -> dict[str, Any]:
+    return {
+        "resourceType": "Bundle",
+        "id": str(uuid.uuid4()),
+        "type": "searchset",
+        "total": len(resources),
+        "entry": [
+            {"fullUrl": f"urn:uuid:{uuid.uuid4()}", "search": {"mode": "match"}, "resource": r}
+            for r in resources
+        ],
+    }
+
+
 def _event(bundle: Mapping[str, Any]) -> str | None:
     for entry in bundle.get("entry", []) if isinstance(bundle.get("entry"), list) else []:
         resource = entry.get("resource") if isinstance(entry, dict) else None
@@ -160,14 +246,7 @@ class EpsService:
                 1,
                 orjson.dumps(record),
                 None,
-                search_keys=(
-                    ("rxpatient", f"{order.patient_nhs_number}|{order.prescription_id}"),
-                    *(
-                        [("rxperformer", f"{order.performer_ods}|{order.prescription_id}")]
-                        if order.performer_ods
-                        else []
-                    ),
-                ),
+                search_keys=prescription_keys(record),
             )
             audit = audit_record(
                 action=AuditAction.EPS_PRESCRIPTION_CREATE,
@@ -245,6 +324,7 @@ class EpsService:
                         stored.version + 1,
                         orjson.dumps(decision.record),
                         stored.version,
+                        search_keys=prescription_keys(decision.record),
                     )
                 )
                 writes.outbox.append(
@@ -273,6 +353,97 @@ class EpsService:
                 )
             except VersionConflict:
                 continue  # another change to this prescription won: decide again on the new one
+        raise ServiceUnavailable("The prescription is busy; retry", headers={"Retry-After": "1"})
+
+    # -- dispensing: release ---------------------------------------------------------------------
+
+    async def release(
+        self, principal: Principal, body: bytes, context: AuditContext, fingerprint: str
+    ) -> WrittenResponse:
+        request = parse_release(_bundle_or_parameters(body))
+        if principal.ods_code is None or principal.ods_code.upper() != request.owner_ods:
+            raise Forbidden("A dispenser can only release prescriptions to its own organisation")
+
+        async def prepare() -> PreparedWrite:
+            if request.prescription_id is not None:
+                ids = [request.prescription_id]
+            else:
+                prefix = f"{request.owner_ods}|"
+                rows = await self._store.scan_index(
+                    PRESCRIPTION, "rxready", prefix, prefix + "~", NOMINATED_BATCH
+                )
+                ids = [value.split("|", 1)[1] for _, value in rows]
+            writes = WriteSet()
+            passed: list[Mapping[str, Any]] = []
+            patients: list[str] = []
+            for prescription_id in ids:
+                stored = await self._store.get(PRESCRIPTION, prescription_id)
+                if stored is None:
+                    if request.prescription_id is not None:
+                        raise ResourceNotFound()
+                    continue
+                record = orjson.loads(stored.body)
+                try:
+                    released = release(record, request.owner_ods)
+                except WithAnotherDispenser as exc:
+                    if request.prescription_id is not None:
+                        raise WithAnotherDispenserError(exc.dispenser) from None
+                    continue
+                except NotReleasable as exc:
+                    if request.prescription_id is not None:
+                        raise InvalidStateTransition(
+                            f"A prescription that is '{exc.status.display}' cannot be released"
+                        ) from None
+                    continue
+                if released.record is not None:
+                    writes.puts.append(
+                        PutResource(
+                            PRESCRIPTION,
+                            prescription_id,
+                            stored.version + 1,
+                            orjson.dumps(released.record),
+                            stored.version,
+                            search_keys=prescription_keys(released.record),
+                        )
+                    )
+                    writes.outbox.append(
+                        OutboxMessage(
+                            "eps.prescription.released",
+                            prescription_id,
+                            orjson.dumps(
+                                {"prescriptionId": prescription_id, "dispenser": request.owner_ods}
+                            ),
+                        )
+                    )
+                passed.append(released.bundle)
+                patients.append(record["patient"])
+            writes.audit.append(
+                audit_record(
+                    action=AuditAction.EPS_PRESCRIPTION_RELEASE,
+                    outcome=AuditOutcome.SUCCESS,
+                    principal=principal,
+                    context=context,
+                    patients=sorted(set(patients)),
+                    resources=[f"{PRESCRIPTION}/{p}" for p in ids],
+                    detail=f"{len(passed)} released to {request.owner_ods}",
+                )
+            )
+            answer = {
+                "resourceType": "Parameters",
+                "parameter": [
+                    {"name": "passedPrescriptions", "resource": _searchset(passed)},
+                    {"name": "failedPrescriptions", "resource": _searchset([])},
+                ],
+            }
+            return PreparedWrite(writes, WrittenResponse(200, orjson.dumps(answer)))
+
+        for _ in range(MAX_CONFLICT_RETRIES):
+            try:
+                return await run_idempotent(
+                    self._store, principal, context.request_id, fingerprint, prepare
+                )
+            except VersionConflict:
+                continue  # another dispenser changed one of them: decide again
         raise ServiceUnavailable("The prescription is busy; retry", headers={"Retry-After": "1"})
 
     async def _check_signature(self, order: PrescriptionOrder) -> None:

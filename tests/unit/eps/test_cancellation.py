@@ -72,3 +72,21 @@ def test_pending_cancellation_and_another_prescriber() -> None:
 def test_already_cancelled_item_and_unknown_item() -> None:
     assert decide(record("0001", ("0005", "0007")), request("item-0")).code == "R-0006"
     assert decide(record("0001"), request("item-9")).code == "R-0008"
+
+
+def test_release_decisions() -> None:
+    from openspine.eps.release import NotReleasable, WithAnotherDispenser, release
+
+    fresh = {**record("0001"), "bundle": {"resourceType": "Bundle"}}
+    released = release(fresh, "FA100")
+    assert released.record is not None
+    assert released.record["status"] == "0002"
+    assert released.record["dispenser"] == "FA100"
+    assert {i["status"] for i in released.record["items"]} == {"0008"}
+    assert release(released.record, "FA100").record is None  # its own: downloaded again
+    with pytest.raises(WithAnotherDispenser):
+        release(released.record, "FB101")
+    with pytest.raises(NotReleasable):
+        release({**fresh, "status": "0005"}, "FA100")
+    with pytest.raises(NotReleasable):
+        release({**fresh, "status": "9001"}, "FA100")

@@ -38,6 +38,7 @@ class AuditAction(StrEnum):
     EPS_PRESCRIPTION_PREPARE = "eps.prescription.prepare"
     EPS_PRESCRIPTION_CREATE = "eps.prescription.create"
     EPS_PRESCRIPTION_CANCEL = "eps.prescription.cancel"
+    EPS_PRESCRIPTION_RELEASE = "eps.prescription.release"
     MESH_MESSAGE_SEND = "mesh.message.send"
     MESH_MESSAGE_DOWNLOAD = "mesh.message.download"
     MESH_MESSAGE_ACKNOWLEDGE = "mesh.message.acknowledge"
