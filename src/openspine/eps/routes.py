@@ -9,6 +9,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from openspine.eps.service import EpsService
+from openspine.platform.errors import AdditionalProperties
 from openspine.platform.http import SecuredRoute, audit_context, fhir_response, read_body
 from openspine.platform.idempotency import fingerprint
 from openspine.platform.security.principal import Principal
@@ -46,7 +47,43 @@ def routes(service: EpsService) -> list[BaseRoute]:
         )
         return fhir_response(written.body, written.status, written.headers)
 
+    async def task(request: Request, principal: Principal) -> Response:
+        body = await read_body(request, MAX_BODY)
+        written = await service.task(
+            principal,
+            body,
+            audit_context(request),
+            fingerprint("POST", request.url.path, body),
+        )
+        return fhir_response(written.body, written.status, written.headers)
+
+    async def tracker(request: Request, principal: Principal) -> Response:
+        params = request.query_params
+        for key in params:
+            if key not in ("group-identifier", "patient:identifier"):
+                raise AdditionalProperties(f"Invalid parameter - '{key[:40]}' is not supported")
+        group = params.get("group-identifier")
+        patient = params.get("patient:identifier")
+        body = await service.track(
+            principal,
+            group.rsplit("|", 1)[-1] if group else None,
+            patient.rsplit("|", 1)[-1] if patient else None,
+            audit_context(request),
+        )
+        return fhir_response(body)
+
     return [
+        SecuredRoute(
+            f"{BASE_PATH}/Task",
+            task,
+            permission=Permission.EPS_PRESCRIPTION_DISPENSE,
+            methods=["POST"],
+        ),
+        SecuredRoute(
+            f"{BASE_PATH}/Task",
+            tracker,
+            permission=Permission.EPS_PRESCRIPTION_READ,
+        ),
         SecuredRoute(
             f"{BASE_PATH}/Task/$release",
             release,
@@ -59,10 +96,12 @@ def routes(service: EpsService) -> list[BaseRoute]:
             permission=Permission.EPS_PRESCRIPTION_PRESCRIBE,
             methods=["POST"],
         ),
+        # One URL for prescribers' and dispensers' messages: the route admits either, and the
+        # service checks the permission of the message's event (prescribe or dispense).
         SecuredRoute(
             f"{BASE_PATH}/$process-message",
             process_message,
-            permission=Permission.EPS_PRESCRIPTION_PRESCRIBE,
+            permission=Permission.EPS_PRESCRIPTION_READ,
             methods=["POST"],
         ),
     ]

@@ -9,7 +9,7 @@ in the outbox in the same commit; retries with the same X-Request-ID replay the 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any, ClassVar, Final
 
@@ -19,6 +19,13 @@ from cryptography import x509
 from openspine.directory.domain import RoleProfile
 from openspine.directory.storage import DirectoryRecords
 from openspine.eps.cancellation import decide, parse_cancel, response_bundle
+from openspine.eps.dispensing import (
+    apply_notification,
+    parse_notification,
+    parse_task,
+    return_prescription,
+    withdraw,
+)
 from openspine.eps.order import PrescriptionOrder, parse_order
 from openspine.eps.release import (
     NOMINATED_BATCH,
@@ -34,12 +41,15 @@ from openspine.platform.errors import (
     BadRequest,
     Forbidden,
     InvalidRequest,
+    InvalidValue,
+    MissingValue,
     ResourceNotFound,
     ServiceUnavailable,
     SpineError,
 )
 from openspine.platform.idempotency import PreparedWrite, WrittenResponse, run_idempotent
 from openspine.platform.security.principal import Principal
+from openspine.platform.security.rbac import Permission
 from openspine.platform.storage.ports import (
     OutboxMessage,
     PutResource,
@@ -182,7 +192,7 @@ def _bundle_or_parameters(body: bytes) -> dict[str, Any]:
     return parsed
 
 
-def _searchset(resources: list[Mapping[str, Any]]) -> dict[str, Any]:
+def _searchset(resources: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return {
         "resourceType": "Bundle",
         "id": str(uuid.uuid4()),
@@ -193,6 +203,98 @@ def _searchset(resources: list[Mapping[str, Any]]) -> dict[str, Any]:
             for r in resources
         ],
     }
+
+
+_INFORMATIONAL: Final = orjson.dumps(
+    {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "information", "code": "informational"}],
+    }
+)
+_TASK_STATUS: Final = {
+    "0000": "on-hold",
+    "0001": "requested",
+    "0002": "in-progress",
+    "0003": "in-progress",
+    "0004": "failed",
+    "0005": "cancelled",
+    "0006": "completed",
+    "0007": "completed",
+    "0008": "completed",
+    "0009": "completed",
+    "9000": "on-hold",
+    "9001": "on-hold",
+    "9005": "cancelled",
+}
+
+
+def tracker_task(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A prescription as the tracker shows it: a FHIR Task with Spine's business status."""
+    status = PrescriptionStatus.from_code(record["status"])
+    task: dict[str, Any] = {
+        "resourceType": "Task",
+        "id": record["prescriptionId"],
+        "status": _TASK_STATUS[status.code],
+        "intent": "order",
+        "businessStatus": {
+            "coding": [
+                {
+                    "system": "https://fhir.nhs.uk/CodeSystem/EPS-task-business-status",
+                    "code": status.code,
+                    "display": status.display,
+                }
+            ]
+        },
+        "groupIdentifier": {
+            "system": "https://fhir.nhs.uk/Id/prescription-order-number",
+            "value": record["prescriptionId"],
+        },
+        "for": {
+            "identifier": {
+                "system": "https://fhir.nhs.uk/Id/nhs-number",
+                "value": record["patient"],
+            }
+        },
+        "authoredOn": record.get("createdAt"),
+        "requester": {
+            "identifier": {
+                "system": "https://fhir.nhs.uk/Id/ods-organization-code",
+                "value": record["organisation"],
+            }
+        },
+        "output": [
+            {
+                "type": {
+                    "coding": [
+                        {
+                            "system": "https://fhir.nhs.uk/CodeSystem/medicationdispense-type",
+                            "code": item["status"],
+                            "display": _line_display(item["status"]),
+                        }
+                    ]
+                },
+                "valueReference": {
+                    "identifier": {
+                        "system": "https://fhir.nhs.uk/Id/prescription-order-item-number",
+                        "value": item["identifier"],
+                    }
+                },
+            }
+            for item in record["items"]
+        ],
+    }
+    if record.get("dispenser"):
+        task["owner"] = {
+            "identifier": {
+                "system": "https://fhir.nhs.uk/Id/ods-organization-code",
+                "value": record["dispenser"],
+            }
+        }
+    return task
+
+
+def _line_display(code: str) -> str:
+    return next((s.display for s in LineItemStatus if s.code == code), code)
 
 
 def _event(bundle: Mapping[str, Any]) -> str | None:
@@ -225,8 +327,27 @@ class EpsService:
     ) -> WrittenResponse:
         bundle = _bundle(body)
         event = _event(bundle)
+        needed = (
+            Permission.EPS_PRESCRIPTION_DISPENSE
+            if event == "dispense-notification"
+            else Permission.EPS_PRESCRIPTION_PRESCRIBE
+        )
+        if not principal.can(needed):
+            raise Forbidden(f"Your role does not permit this action ({needed.value})")
         if event == "prescription-order-update":
             return await self._cancel(principal, bundle, context, fingerprint)
+        if event == "dispense-notification":
+            notice = parse_notification(bundle)
+            self._own_organisation(principal, notice.dispenser_ods)
+            return await self._change(
+                principal,
+                notice.prescription_id,
+                lambda record: apply_notification(record, notice),
+                AuditAction.EPS_PRESCRIPTION_DISPENSE,
+                "eps.prescription.dispensed",
+                context,
+                fingerprint,
+            )
         if event != "prescription-order":
             raise UnsupportedMessage(
                 f"MessageHeader.eventCoding.code '{str(event)[:40]}' is not supported by this"
@@ -354,6 +475,142 @@ class EpsService:
             except VersionConflict:
                 continue  # another change to this prescription won: decide again on the new one
         raise ServiceUnavailable("The prescription is busy; retry", headers={"Retry-After": "1"})
+
+    # -- dispensing: return, withdraw, dispense notification, tracker --------------------------
+
+    @staticmethod
+    def _own_organisation(principal: Principal, ods: str | None) -> str:
+        if principal.ods_code is None or (ods is not None and ods != principal.ods_code.upper()):
+            raise Forbidden("A dispenser acts only for its own organisation")
+        return principal.ods_code.upper()
+
+    async def task(
+        self, principal: Principal, body: bytes, context: AuditContext, fingerprint: str
+    ) -> WrittenResponse:
+        request = parse_task(_bundle_or_parameters(body))
+        dispenser = self._own_organisation(principal, request.owner_ods)
+
+        def change(record: dict[str, Any]) -> dict[str, Any]:
+            if request.nhs_number not in (None, record["patient"]):
+                raise InvalidValue("Task.for does not match the prescription's patient")
+            if request.kind == "return":
+                return return_prescription(record, dispenser)
+            return withdraw(record, dispenser, request.focus)
+
+        return await self._change(
+            principal,
+            request.prescription_id,
+            change,
+            AuditAction.EPS_PRESCRIPTION_RETURN
+            if request.kind == "return"
+            else AuditAction.EPS_PRESCRIPTION_WITHDRAW,
+            f"eps.prescription.{'returned' if request.kind == 'return' else 'withdrawn'}",
+            context,
+            fingerprint,
+        )
+
+    async def _change(
+        self,
+        principal: Principal,
+        prescription_id: str,
+        change: Callable[[dict[str, Any]], dict[str, Any]],
+        action: AuditAction,
+        topic: str,
+        context: AuditContext,
+        fingerprint: str,
+    ) -> WrittenResponse:
+        """Apply ``change`` to a stored prescription by a conditional write, retried on races."""
+
+        async def prepare() -> PreparedWrite:
+            stored = await self._store.get(PRESCRIPTION, prescription_id)
+            if stored is None:
+                raise ResourceNotFound("Prescription not found")
+            record = orjson.loads(stored.body)
+            changed = change(record)
+            writes = WriteSet(
+                puts=[
+                    PutResource(
+                        PRESCRIPTION,
+                        prescription_id,
+                        stored.version + 1,
+                        orjson.dumps(changed),
+                        stored.version,
+                        search_keys=prescription_keys(changed),
+                    )
+                ],
+                audit=[
+                    audit_record(
+                        action=action,
+                        outcome=AuditOutcome.SUCCESS,
+                        principal=principal,
+                        context=context,
+                        patients=[record["patient"]],
+                        resources=[f"{PRESCRIPTION}/{prescription_id}"],
+                        detail=f"status {record['status']} -> {changed['status']}",
+                    )
+                ],
+                outbox=[
+                    OutboxMessage(
+                        topic,
+                        prescription_id,
+                        orjson.dumps(
+                            {"prescriptionId": prescription_id, "status": changed["status"]}
+                        ),
+                    )
+                ],
+            )
+            return PreparedWrite(writes, WrittenResponse(200, _INFORMATIONAL))
+
+        for _ in range(MAX_CONFLICT_RETRIES):
+            try:
+                return await run_idempotent(
+                    self._store, principal, context.request_id, fingerprint, prepare
+                )
+            except VersionConflict:
+                continue
+        raise ServiceUnavailable("The prescription is busy; retry", headers={"Retry-After": "1"})
+
+    async def track(
+        self,
+        principal: Principal,
+        prescription_id: str | None,
+        nhs_number: str | None,
+        context: AuditContext,
+    ) -> bytes:
+        """The tracker: Task resources for one prescription, or for a patient's prescriptions."""
+        if prescription_id:
+            ids = [prescription_id]
+        elif nhs_number:
+            prefix = f"{nhs_number}|"
+            rows = await self._store.scan_index(
+                PRESCRIPTION, "rxpatient", prefix, prefix + "~", 100
+            )
+            ids = [value.split("|", 1)[1] for _, value in rows]
+        else:
+            raise MissingValue("Give group-identifier (prescription ID) or patient:identifier")
+        tasks = []
+        patients = set()
+        for found in await self._store.get_many(PRESCRIPTION, ids):
+            record = orjson.loads(found.body)
+            if nhs_number and record["patient"] != nhs_number:
+                continue
+            patients.add(record["patient"])
+            tasks.append(tracker_task(record))
+        await self._store.write(
+            WriteSet(
+                audit=[
+                    audit_record(
+                        action=AuditAction.EPS_PRESCRIPTION_TRACK,
+                        outcome=AuditOutcome.SUCCESS,
+                        principal=principal,
+                        context=context,
+                        patients=sorted(patients),
+                        resources=[f"{PRESCRIPTION}/{t['id']}" for t in tasks],
+                    )
+                ]
+            )
+        )
+        return orjson.dumps(_searchset(tasks))
 
     # -- dispensing: release ---------------------------------------------------------------------
 
