@@ -16,6 +16,7 @@ from openspine import __version__
 from openspine.directory import routes as directory_routes
 from openspine.directory.service import DirectoryService
 from openspine.eps import routes as eps_routes
+from openspine.eps.jobs import eps_jobs
 from openspine.eps.service import EpsService
 from openspine.mesh import routes as mesh_routes
 from openspine.mesh.blobs import BlobStore
@@ -100,7 +101,7 @@ def build_platform(settings: Settings) -> Platform:
         )
     return Platform(
         mesh=mesh,
-        eps=EpsService(store),
+        eps=EpsService(store, expiry_days=settings.eps_expiry_days),
         settings=settings,
         store=store,
         directory=directory,
@@ -119,7 +120,7 @@ def create_app(settings: Settings) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await platform.store.start()
-        job = None
+        jobs = [asyncio.create_task(eps_jobs(platform.eps, settings.mesh_job_interval_seconds))]
         if platform.mesh is not None:
             if settings.mesh_sandbox:
                 await register(
@@ -129,12 +130,14 @@ def create_app(settings: Settings) -> Starlette:
                     SANDBOX_WORKFLOWS,
                     "MESH sandbox mailboxes and workflows",
                 )
-            job = asyncio.create_task(mesh_jobs(platform.mesh, settings.mesh_job_interval_seconds))
+            jobs.append(
+                asyncio.create_task(mesh_jobs(platform.mesh, settings.mesh_job_interval_seconds))
+            )
         log_event(LogEvent.STARTED, version=__version__)
         try:
             yield
         finally:
-            if job is not None:
+            for job in jobs:
                 job.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await job

@@ -67,6 +67,8 @@ class Settings:
     mesh_inbox_expiry_days: int = 5
     mesh_retention_days: int = 30
     mesh_job_interval_seconds: int = 60
+    #: Days from a prescription's start to its expiry (Spine's default: 180).
+    eps_expiry_days: int = 180
 
     def __post_init__(self) -> None:
         if not (
@@ -85,6 +87,8 @@ class Settings:
             raise SettingsError("log_level must be DEBUG, INFO, WARNING or ERROR")
         if not 1 <= self.mesh_inbox_expiry_days <= self.mesh_retention_days <= 3650:
             raise SettingsError("MESH inbox expiry must be at least 1 day and within retention")
+        if not 28 <= self.eps_expiry_days <= 366:
+            raise SettingsError("eps_expiry_days must be between 28 and 366")
         if not 1 <= self.mesh_job_interval_seconds <= 86_400:
             raise SettingsError("mesh_job_interval_seconds must be between 1 and 86400")
 
@@ -176,6 +180,7 @@ class Settings:
             mesh_sandbox=env.get("OPENSPINE_MESH_SANDBOX", "false").lower() == "true",
             mesh_inbox_expiry_days=integer("OPENSPINE_MESH_INBOX_EXPIRY_DAYS", 5),
             mesh_retention_days=integer("OPENSPINE_MESH_RETENTION_DAYS", 30),
+            eps_expiry_days=integer("OPENSPINE_EPS_EXPIRY_DAYS", 180),
         )
 
     def with_env_overrides(self, env: Mapping[str, str]) -> Settings:

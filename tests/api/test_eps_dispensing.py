@@ -10,6 +10,7 @@ import httpx
 import pytest
 from fhir.resources.R4B.bundle import Bundle
 
+from openspine.settings import Settings
 from tests.api.helpers import user_token
 from tests.api.pds_helpers import headers
 from tests.api.test_eps_prescribing import (
@@ -308,3 +309,116 @@ async def test_plain_return_makes_it_releasable_again(
     assert await tracked_status(client, dispenser, prescription_id) == "0001"
     again = await post(client, dispenser, "Task/$release", release_parameters(pharmacy))
     assert again.status_code == 200
+
+
+def claim_for(
+    prescription_id: str, pharmacy: str, replaces: str | None = None
+) -> tuple[str, dict[str, Any]]:
+    """The NHS example claim, made ours: our prescription, patient and pharmacy."""
+    claim = load(EXAMPLES / "spec/dispensing/claim/acute-primary-example-req.json")
+    identifier = str(uuid.uuid4())
+    claim["identifier"] = [{"system": "https://tools.ietf.org/html/rfc4122", "value": identifier}]
+    claim["patient"] = {
+        "identifier": {"system": "https://fhir.nhs.uk/Id/nhs-number", "value": "9000000009"}
+    }
+    for extension in claim["prescription"]["extension"]:
+        for sub in extension["extension"]:
+            if sub["url"] == "shortForm":
+                sub["valueIdentifier"]["value"] = prescription_id
+    provider = claim["provider"]["reference"].lstrip("#")
+    for resource in claim["contained"]:
+        if resource["id"] == provider:
+            if resource["resourceType"] == "Organization":
+                resource["identifier"] = [{"system": ODS, "value": pharmacy}]
+            else:
+                resource["organization"] = {"identifier": {"system": ODS, "value": pharmacy}}
+    if replaces:
+        claim.setdefault("extension", []).append(
+            {
+                "url": "https://fhir.nhs.uk/StructureDefinition/Extension-replacementOf",
+                "valueIdentifier": {
+                    "system": "https://tools.ietf.org/html/rfc4122",
+                    "value": replaces,
+                },
+            }
+        )
+    return identifier, claim
+
+
+async def test_claims(client: httpx.AsyncClient, clients: Clients) -> None:
+    if not example_orders():
+        pytest.skip(f"NHS reference material not present at {EXAMPLES}")
+    _, pharmacy = pharmacist(clients)
+    prescription_id, items = await nominated_prescription(client, clients, pharmacy)
+    dispenser = await user_token(client, clients, "R8003")
+    assert (
+        await post(
+            client, dispenser, "Task/$release", release_parameters(pharmacy, prescription_id)
+        )
+    ).status_code == 200
+    _, early = claim_for(prescription_id, pharmacy)
+    response = await post(client, dispenser, "Claim", early)
+    assert response.status_code == 400
+    assert coding(response)["code"] == "PRESCRIPTION_INVALID_STATE_TRANSITION"
+    _, full = notification(prescription_id, dict.fromkeys(items, "0001"), "0006", pharmacy)
+    assert (await post(client, dispenser, "$process-message", full)).status_code == 200
+    first_id, first = claim_for(prescription_id, pharmacy)
+    assert (await post(client, dispenser, "Claim", first)).status_code == 200
+    assert await tracked_status(client, dispenser, prescription_id) == "0008"
+    _, stale = claim_for(prescription_id, pharmacy, replaces=str(uuid.uuid4()))
+    assert (await post(client, dispenser, "Claim", stale)).status_code == 400
+    _, amend = claim_for(prescription_id, pharmacy, replaces=first_id)
+    assert (await post(client, dispenser, "Claim", amend)).status_code == 200
+    # Withdrawing a notification after the claim is not allowed.
+    response = await post(client, dispenser, "Task", task("withdraw", prescription_id, pharmacy))
+    assert response.status_code == 400
+
+
+async def test_future_dated_then_due_and_expiry(demo_settings: Settings, clients: Clients) -> None:
+    if not example_orders():
+        pytest.skip(f"NHS reference material not present at {EXAMPLES}")
+    from datetime import date, timedelta
+
+    from openspine.app import create_app
+    from openspine.platform.audit.events import AuditContext
+    from tests.conftest import BASE_URL
+
+    app = create_app(demo_settings)
+    async with app.router.lifespan_context(app):
+        eps = app.state.platform.eps
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as http:
+            gp = await user_token(http, clients, GP)
+            _, pharmacy = pharmacist(clients)
+            start = (date.today() + timedelta(days=10)).isoformat()
+            bundle = adopt(load(example_orders()[0]), clients)
+            for entry in bundle["entry"]:
+                if entry["resource"]["resourceType"] == "MedicationRequest":
+                    entry["resource"]["dispenseRequest"]["validityPeriod"] = {"start": start}
+            signed = sign(bundle, (await post(http, gp, "$prepare", bundle)).json(), clients)
+            assert (await post(http, gp, "$process-message", signed)).status_code == 200
+            prescription_id = next(
+                e["resource"]["groupIdentifier"]["value"]
+                for e in signed["entry"]
+                if e["resource"]["resourceType"] == "MedicationRequest"
+            )
+            assert await tracked_status(http, gp, prescription_id) == "9001"
+            dispenser = await user_token(http, clients, "R8003")
+            early = await post(
+                http, dispenser, "Task/$release", release_parameters(pharmacy, prescription_id)
+            )
+            assert early.status_code == 400
+            real = eps.today
+            try:
+                eps.today = lambda: real() + timedelta(days=11)
+                activated, _ = await eps.run_due(AuditContext(None, None))
+                assert activated >= 1
+                assert await tracked_status(http, gp, prescription_id) == "0001"
+                eps.today = lambda: real() + timedelta(days=10 + 181)
+                _, expired = await eps.run_due(AuditContext(None, None))
+                assert expired >= 1
+                assert await tracked_status(http, gp, prescription_id) == "0004"
+                await eps.run_due(AuditContext(None, None))  # a second run changes nothing more
+                assert await tracked_status(http, gp, prescription_id) == "0004"
+            finally:
+                eps.today = real

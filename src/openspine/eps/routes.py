@@ -72,7 +72,23 @@ def routes(service: EpsService) -> list[BaseRoute]:
         )
         return fhir_response(body)
 
+    async def claim(request: Request, principal: Principal) -> Response:
+        body = await read_body(request, MAX_BODY)
+        written = await service.claim(
+            principal,
+            body,
+            audit_context(request),
+            fingerprint("POST", request.url.path, body),
+        )
+        return fhir_response(written.body, written.status, written.headers)
+
     return [
+        SecuredRoute(
+            f"{BASE_PATH}/Claim",
+            claim,
+            permission=Permission.EPS_PRESCRIPTION_DISPENSE,
+            methods=["POST"],
+        ),
         SecuredRoute(
             f"{BASE_PATH}/Task",
             task,

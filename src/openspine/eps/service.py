@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, ClassVar, Final
 
 import orjson
@@ -19,6 +19,7 @@ from cryptography import x509
 from openspine.directory.domain import RoleProfile
 from openspine.directory.storage import DirectoryRecords
 from openspine.eps.cancellation import decide, parse_cancel, response_bundle
+from openspine.eps.claims import apply_claim, parse_claim
 from openspine.eps.dispensing import (
     apply_notification,
     parse_notification,
@@ -35,7 +36,13 @@ from openspine.eps.release import (
     release,
 )
 from openspine.eps.signature import content_digest, prepare_parameters, verify_signature
-from openspine.eps.status import InvalidStateTransition, LineItemStatus, PrescriptionStatus
+from openspine.eps.status import (
+    Event,
+    InvalidStateTransition,
+    LineItemStatus,
+    PrescriptionStatus,
+    next_status,
+)
 from openspine.platform.audit.events import AuditAction, AuditContext, AuditOutcome, audit_record
 from openspine.platform.errors import (
     BadRequest,
@@ -65,11 +72,21 @@ PRESCRIPTION: Final = "Prescription"
 MAX_CONFLICT_RETRIES: Final = 5
 
 
+#: Statuses the expiry job acts on, and the status from which a future instance becomes due.
+EXPIRABLE: Final = frozenset({"0000", "0001", "0002", "0003", "9000"})
+
+
 def prescription_keys(record: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
-    """Tracker by patient, always; the nominated pharmacy's queue while To Be Dispensed."""
-    keys = [("rxpatient", f"{record['patient']}|{record['prescriptionId']}")]
-    if record.get("performer") and record["status"] == PrescriptionStatus.TO_BE_DISPENSED.code:
-        keys.append(("rxready", f"{record['performer']}|{record['prescriptionId']}"))
+    """Tracker by patient, always; the nominated pharmacy's queue while To Be Dispensed; the
+    expiry queue while it can expire; the activation queue while future-dated."""
+    prescription_id, status = record["prescriptionId"], record["status"]
+    keys = [("rxpatient", f"{record['patient']}|{prescription_id}")]
+    if record.get("performer") and status == PrescriptionStatus.TO_BE_DISPENSED.code:
+        keys.append(("rxready", f"{record['performer']}|{prescription_id}"))
+    if status in EXPIRABLE and record.get("expiresOn"):
+        keys.append(("rxexpire", f"{record['expiresOn']}|{prescription_id}"))
+    if status == PrescriptionStatus.FUTURE_DATED.code and record.get("validityStart"):
+        keys.append(("rxactivate", f"{str(record['validityStart'])[:10]}|{prescription_id}"))
     return tuple(keys)
 
 
@@ -307,10 +324,14 @@ def _event(bundle: Mapping[str, Any]) -> str | None:
 
 
 class EpsService:
-    def __init__(self, store: Store, *, today: Any = None) -> None:
+    def __init__(self, store: Store, *, today: Any = None, expiry_days: int = 180) -> None:
         self._store = store
         self._directory = DirectoryRecords(store)
-        self._today = today or (lambda: datetime.now(UTC).date())
+        self.today: Callable[[], date] = today or (lambda: datetime.now(UTC).date())
+        self._expiry_days = expiry_days
+
+    def _today(self) -> date:
+        return self.today()
 
     async def prepare(self, principal: Principal, body: bytes, context: AuditContext) -> bytes:
         order = parse_order(_bundle(body))
@@ -509,6 +530,21 @@ class EpsService:
             fingerprint,
         )
 
+    async def claim(
+        self, principal: Principal, body: bytes, context: AuditContext, fingerprint: str
+    ) -> WrittenResponse:
+        request = parse_claim(_bundle_or_parameters(body))
+        dispenser = self._own_organisation(principal, request.provider_ods)
+        return await self._change(
+            principal,
+            request.prescription_id,
+            lambda record: apply_claim(record, request, dispenser),
+            AuditAction.EPS_PRESCRIPTION_CLAIM,
+            "eps.prescription.claimed",
+            context,
+            fingerprint,
+        )
+
     async def _change(
         self,
         principal: Principal,
@@ -611,6 +647,86 @@ class EpsService:
             )
         )
         return orjson.dumps(_searchset(tasks))
+
+    # -- scheduled: future instances become due, prescriptions expire ---------------------------
+
+    async def run_due(self, context: AuditContext, batch: int = 500) -> tuple[int, int]:
+        """Activate future-dated prescriptions whose day has come; expire those past expiry
+        (with a dispenser and partly dispensed, what was dispensed stands: Dispensed)."""
+        today = self._today().isoformat()
+        activated = expired = 0
+        due = await self._store.scan_index(PRESCRIPTION, "rxactivate", "", f"{today}|~", batch)
+        for _, value in due:
+            if await self._scheduled(value.split("|", 1)[1], Event.ACTIVATE, context):
+                activated += 1
+        due = await self._store.scan_index(PRESCRIPTION, "rxexpire", "", f"{today}|~", batch)
+        for _, value in due:
+            if await self._scheduled(value.split("|", 1)[1], Event.EXPIRE, context):
+                expired += 1
+        return activated, expired
+
+    async def _scheduled(self, prescription_id: str, event: Event, context: AuditContext) -> bool:
+        for _ in range(MAX_CONFLICT_RETRIES):
+            stored = await self._store.get(PRESCRIPTION, prescription_id)
+            if stored is None:
+                return False
+            record = orjson.loads(stored.body)
+            try:
+                status = next_status(PrescriptionStatus.from_code(record["status"]), event)
+            except InvalidStateTransition:
+                return False  # changed since it was queued
+            items = record["items"]
+            if event is Event.EXPIRE:
+                open_items = {
+                    LineItemStatus.TO_BE_DISPENSED.code,
+                    LineItemStatus.WITH_DISPENSER.code,
+                }
+                items = [
+                    {**i, "status": LineItemStatus.EXPIRED.code} if i["status"] in open_items else i
+                    for i in items
+                ]
+            changed = {**record, "status": status.code, "items": items}
+            action = (
+                AuditAction.EPS_PRESCRIPTION_EXPIRE
+                if event is Event.EXPIRE
+                else AuditAction.EPS_PRESCRIPTION_ACTIVATE
+            )
+            writes = WriteSet(
+                puts=[
+                    PutResource(
+                        PRESCRIPTION,
+                        prescription_id,
+                        stored.version + 1,
+                        orjson.dumps(changed),
+                        stored.version,
+                        search_keys=prescription_keys(changed),
+                    )
+                ],
+                audit=[
+                    audit_record(
+                        action=action,
+                        outcome=AuditOutcome.SUCCESS,
+                        principal=None,
+                        context=context,
+                        patients=[record["patient"]],
+                        resources=[f"{PRESCRIPTION}/{prescription_id}"],
+                        detail=f"status {record['status']} -> {status.code}",
+                    )
+                ],
+                outbox=[
+                    OutboxMessage(
+                        f"eps.prescription.{'expired' if event is Event.EXPIRE else 'activated'}",
+                        prescription_id,
+                        orjson.dumps({"prescriptionId": prescription_id, "status": status.code}),
+                    )
+                ],
+            )
+            try:
+                await self._store.write(writes)
+            except VersionConflict:
+                continue
+            return True
+        return False
 
     # -- dispensing: release ---------------------------------------------------------------------
 
@@ -717,7 +833,8 @@ class EpsService:
 
     def _record(self, order: PrescriptionOrder, bundle: Mapping[str, Any]) -> dict[str, Any]:
         start = order.validity_start
-        future = start is not None and date.fromisoformat(str(start)[:10]) > self._today()
+        first_day = date.fromisoformat(str(start)[:10]) if start is not None else self._today()
+        future = first_day > self._today()
         status = PrescriptionStatus.FUTURE_DATED if future else PrescriptionStatus.TO_BE_DISPENSED
         return {
             "prescriptionId": order.prescription_id,
@@ -741,6 +858,7 @@ class EpsService:
                 for item in order.items
             ],
             "createdAt": datetime.now(UTC).isoformat(timespec="seconds"),
+            "expiresOn": (first_day + timedelta(days=self._expiry_days)).isoformat(),
             "bundle": bundle,
         }
 
