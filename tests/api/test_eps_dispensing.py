@@ -422,3 +422,63 @@ async def test_future_dated_then_due_and_expiry(demo_settings: Settings, clients
                 assert await tracked_status(http, gp, prescription_id) == "0004"
             finally:
                 eps.today = real
+
+
+async def test_two_pharmacies_racing_to_release_cannot_both_win(
+    demo_settings: Settings, clients: Clients
+) -> None:
+    """Many concurrent releases of one prescription by two organisations: exactly one wins."""
+    if not example_orders():
+        pytest.skip(f"NHS reference material not present at {EXAMPLES}")
+    import asyncio
+    import dataclasses
+
+    import orjson
+
+    from openspine.app import create_app
+    from openspine.eps.service import WithAnotherDispenserError
+    from openspine.platform.audit.events import AuditContext
+    from openspine.platform.idempotency import fingerprint
+    from openspine.platform.security.principal import AccessMode, Principal
+    from openspine.platform.security.rbac import Permission
+    from tests.conftest import BASE_URL
+
+    app = create_app(demo_settings)
+    async with app.router.lifespan_context(app):
+        eps = app.state.platform.eps
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as http:
+            prescription_id, _ = await nominated_prescription(http, clients, "FA100")
+        base = Principal(
+            mode=AccessMode.HEALTHCARE_WORKER,
+            client_id="race",
+            permissions=frozenset({Permission.EPS_PRESCRIPTION_DISPENSE}),
+            token_id="t",
+            expires_at=0,
+            user_id="u",
+            role_profile_id="rp",
+        )
+        pharmacies = ["FA100", "FB101"] * 8
+
+        async def attempt(ods: str) -> str:
+            principal = dataclasses.replace(base, ods_code=ods, role_profile_id=f"rp-{ods}")
+            body = orjson.dumps(release_parameters(ods, prescription_id))
+            try:
+                await eps.release(
+                    principal,
+                    body,
+                    AuditContext(str(uuid.uuid4()), None),
+                    fingerprint("POST", "/Task/$release", body),
+                )
+            except WithAnotherDispenserError:
+                return f"lost:{ods}"
+            return f"won:{ods}"
+
+        outcomes = await asyncio.gather(*(attempt(ods) for ods in pharmacies))
+        winners = {o.split(":")[1] for o in outcomes if o.startswith("won")}
+        assert len(winners) == 1, outcomes
+        (winner,) = winners
+        loser = "FB101" if winner == "FA100" else "FA100"
+        assert all(o == f"lost:{loser}" for o in outcomes if not o.endswith(winner))
+        stored = await app.state.platform.store.get("Prescription", prescription_id)
+        assert orjson.loads(stored.body)["dispenser"] == winner
