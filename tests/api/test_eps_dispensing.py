@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from fhir.resources.R4B.bundle import Bundle
 
@@ -433,8 +434,6 @@ async def test_two_pharmacies_racing_to_release_cannot_both_win(
     import asyncio
     import dataclasses
 
-    import orjson
-
     from openspine.app import create_app
     from openspine.eps.service import WithAnotherDispenserError
     from openspine.platform.audit.events import AuditContext
@@ -482,3 +481,84 @@ async def test_two_pharmacies_racing_to_release_cannot_both_win(
         assert all(o == f"lost:{loser}" for o in outcomes if not o.endswith(winner))
         stored = await app.state.platform.store.get("Prescription", prescription_id)
         assert orjson.loads(stored.body)["dispenser"] == winner
+
+
+ACUTE = (
+    "primary-care/acute/nominated-pharmacy/medical-prescriber/1-Process-Request-Send-200_OK.json"
+)
+SPEC = "spec/dispensing"
+
+
+def retarget(document: Any, prescription_id: str, pharmacy: str) -> Any:
+    """An NHS dispensing example pointed at our prescription, patient and pharmacy."""
+    text = orjson.dumps(document).decode()
+    text = text.replace("24F5DA-A83008-7EFE6Z", prescription_id)
+    for theirs in ("VNE51", "FA565", "VNFKT"):
+        text = text.replace(f'"{theirs}"', f'"{pharmacy}"')
+    text = text.replace('"9449304130"', '"9000000009"')
+    return orjson.loads(text)
+
+
+async def test_nhs_dispensing_examples_replayed(
+    client: httpx.AsyncClient, clients: Clients
+) -> None:
+    """The NHS acute dispensing examples, in order, against a prescription made from their order."""
+    order_path = EXAMPLES / ACUTE
+    if not order_path.is_file():
+        pytest.skip(f"NHS reference material not present at {order_path}")
+    _, pharmacy = pharmacist(clients)
+    gp = await user_token(client, clients, GP)
+    dispenser = await user_token(client, clients, "R8003")
+    bundle = adopt(load(order_path), clients)
+    for entry in bundle["entry"]:
+        if entry["resource"]["resourceType"] == "MedicationRequest":
+            entry["resource"]["dispenseRequest"]["performer"]["identifier"]["value"] = pharmacy
+    signed = sign(bundle, (await post(client, gp, "$prepare", bundle)).json(), clients)
+    assert (await post(client, gp, "$process-message", signed)).status_code == 200
+    prescription_id = next(
+        e["resource"]["groupIdentifier"]["value"]
+        for e in signed["entry"]
+        if e["resource"]["resourceType"] == "MedicationRequest"
+    )
+    release = retarget(
+        load(EXAMPLES / SPEC / "release/acute-primary-example-req.json"), prescription_id, pharmacy
+    )
+    released = await post(client, dispenser, "Task/$release", release)
+    assert released.status_code == 200, released.text
+    expected = load(EXAMPLES / SPEC / "release/acute-primary-example-res.json")
+    assert [p["name"] for p in released.json()["parameter"]] == [
+        p["name"] for p in expected["parameter"]
+    ]
+    notice = retarget(
+        load(EXAMPLES / SPEC / "dispense-notification/acute-primary-example-01-req.json"),
+        prescription_id,
+        pharmacy,
+    )
+    notice["identifier"] = {
+        "system": "https://tools.ietf.org/html/rfc4122",
+        "value": str(uuid.uuid4()),
+    }
+    answer = await post(client, dispenser, "$process-message", notice)
+    assert answer.status_code == 200, answer.text
+    assert (
+        answer.json()
+        == {
+            **load(EXAMPLES / SPEC / "dispense-notification/acute-primary-example-res.json"),
+            "meta": answer.json().get("meta"),
+        }
+        or answer.json()["issue"][0]["code"] == "informational"
+    )
+    assert await tracked_status(client, dispenser, prescription_id) == "0003"
+    withdrawal = retarget(
+        load(EXAMPLES / SPEC / "withdraw/acute-primary-example-req.json"), prescription_id, pharmacy
+    )
+    withdrawal["focus"]["identifier"]["value"] = notice["identifier"]["value"]
+    withdrawn = await post(client, dispenser, "Task", withdrawal)
+    assert withdrawn.status_code == 200, withdrawn.text
+    assert await tracked_status(client, dispenser, prescription_id) == "0002"
+    returning = retarget(
+        load(EXAMPLES / SPEC / "return/acute-primary-example-req.json"), prescription_id, pharmacy
+    )
+    returned = await post(client, dispenser, "Task", returning)
+    assert returned.status_code == 200, returned.text
+    assert await tracked_status(client, dispenser, prescription_id) == "0001"
