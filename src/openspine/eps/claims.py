@@ -1,6 +1,7 @@
 """Claims (``POST /Claim``): a dispenser claims for a dispensed or not-dispensed prescription
 (0006 → 0008 Claimed, 0007 → 0009 No-Claimed) and may amend only its latest claim
-(``replacementOf``)."""
+(``replacementOf``). Claiming completes an issue: for repeat dispensing the next issue then
+becomes due (until the number of issues allowed is reached)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from openspine.eps.order import NHS_NUMBER, ODS, ORDER_NUMBER, identifier_value
-from openspine.eps.status import Event, PrescriptionStatus, next_status
+from openspine.eps.status import Event, LineItemStatus, PrescriptionStatus, next_status
 from openspine.platform.errors import Forbidden, InvalidValue, MissingValue
 
-__all__ = ["ClaimRequest", "apply_claim", "parse_claim"]
+__all__ = ["ClaimRequest", "apply_claim", "next_issue", "parse_claim"]
 
 GROUP_IDENTIFIER: Final = "https://fhir.nhs.uk/StructureDefinition/Extension-DM-GroupIdentifier"
 REPLACEMENT_OF: Final = "https://fhir.nhs.uk/StructureDefinition/Extension-replacementOf"
@@ -82,4 +83,35 @@ def apply_claim(record: Mapping[str, Any], claim: ClaimRequest, dispenser: str) 
     else:
         new_status = next_status(status, Event.CLAIM)
     history.append(claim.identifier)
-    return {**record, "status": new_status.code, "claims": history}
+    claimed = {**record, "status": new_status.code, "claims": history}
+    if claim.replaces is None:
+        return next_issue(claimed)
+    return claimed
+
+
+def next_issue(record: Mapping[str, Any]) -> dict[str, Any]:
+    """Repeat dispensing: once an issue is claimed it is complete, and the next becomes due.
+
+    The completed issue is kept under ``previousIssues``; the record then describes the new
+    issue, To Be Dispensed with every item to be dispensed. Other treatments are unchanged.
+    """
+    issue = int(record.get("issue") or 1)
+    allowed = record.get("repeatsAllowed")
+    if record.get("treatment") != "continuous-repeat-dispensing" or not allowed or issue >= allowed:
+        return dict(record)
+    completed = {
+        key: record.get(key)
+        for key in ("issue", "status", "items", "dispenser", "dispenseNotifications", "claims")
+    }
+    return {
+        **record,
+        "previousIssues": [*record.get("previousIssues", []), completed],
+        "issue": issue + 1,
+        "status": PrescriptionStatus.TO_BE_DISPENSED.code,
+        "items": [
+            {**item, "status": LineItemStatus.TO_BE_DISPENSED.code} for item in record["items"]
+        ],
+        "dispenser": None,
+        "dispenseNotifications": [],
+        "claims": [],
+    }

@@ -300,6 +300,19 @@ def tracker_task(record: Mapping[str, Any]) -> dict[str, Any]:
             for item in record["items"]
         ],
     }
+    if record.get("repeatsAllowed"):
+        task["extension"] = [
+            {
+                "url": "https://fhir.nhs.uk/StructureDefinition/Extension-EPS-RepeatInformation",
+                "extension": [
+                    {"url": "numberOfRepeatsIssued", "valueInteger": int(record.get("issue") or 1)},
+                    {
+                        "url": "numberOfRepeatsAllowed",
+                        "valueInteger": int(record["repeatsAllowed"]),
+                    },
+                ],
+            }
+        ]
     if record.get("dispenser"):
         task["owner"] = {
             "identifier": {

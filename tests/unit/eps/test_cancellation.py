@@ -90,3 +90,25 @@ def test_release_decisions() -> None:
         release({**fresh, "status": "0005"}, "FA100")
     with pytest.raises(NotReleasable):
         release({**fresh, "status": "9001"}, "FA100")
+
+
+def test_repeat_dispensing_next_issue_after_claim() -> None:
+    from openspine.eps.claims import ClaimRequest, apply_claim
+
+    erd = {
+        **record("0006", ("0001",)),
+        "patient": "9000000009",
+        "treatment": "continuous-repeat-dispensing",
+        "repeatsAllowed": 2,
+        "issue": 1,
+        "dispenser": "FA100",
+    }
+    claim = ClaimRequest("c1", "X", None, "FA100", None)
+    second = apply_claim(erd, claim, "FA100")
+    assert (second["issue"], second["status"], second["dispenser"]) == (2, "0001", None)
+    assert second["items"][0]["status"] == "0007"
+    assert second["previousIssues"][0]["status"] == "0008"
+    last = apply_claim({**second, "status": "0006", "dispenser": "FA100"}, claim, "FA100")
+    assert (last["issue"], last["status"]) == (2, "0008")  # the last issue stays claimed
+    acute = {**erd, "treatment": "acute", "repeatsAllowed": None}
+    assert apply_claim(acute, claim, "FA100")["status"] == "0008"
