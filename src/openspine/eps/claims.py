@@ -18,6 +18,7 @@ __all__ = ["ClaimRequest", "apply_claim", "next_issue", "parse_claim"]
 GROUP_IDENTIFIER: Final = "https://fhir.nhs.uk/StructureDefinition/Extension-DM-GroupIdentifier"
 REPLACEMENT_OF: Final = "https://fhir.nhs.uk/StructureDefinition/Extension-replacementOf"
 UUID_SYSTEM: Final = "https://tools.ietf.org/html/rfc4122"
+ENDORSEMENT: Final = "https://fhir.nhs.uk/CodeSystem/medicationdispense-endorsement"
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +44,20 @@ def parse_claim(claim: Mapping[str, Any]) -> ClaimRequest:
         raise MissingValue("Claim.prescription must carry the short-form prescription ID")
     if not claim.get("item"):
         raise MissingValue("A claim needs at least one item")
+    for item in claim["item"]:
+        for detail in (item.get("detail") or []) if isinstance(item, dict) else []:
+            systems = {
+                coding.get("system")
+                for concept in detail.get("programCode", [])
+                for coding in (concept.get("coding", []) if isinstance(concept, dict) else [])
+                if isinstance(coding, dict)
+            }
+            if ENDORSEMENT not in systems:
+                raise InvalidValue(
+                    "Claim.item.detail.programCode must include a dispenser endorsement code"
+                    " (NDEC where there is none)",
+                    expression=["Claim.item.detail.programCode"],
+                )
     provider = None
     reference = (claim.get("provider") or {}).get("reference", "")
     for resource in claim.get("contained", []):
