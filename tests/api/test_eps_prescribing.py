@@ -199,6 +199,7 @@ async def test_signatures_that_do_not_hold(client: httpx.AsyncClient, clients: C
         ("1-Process-Request-Send-400_INVALID_CHECKSUM.json", "FAILURE_TO_PROCESS_MESSAGE"),
         ("2-Prepare-Request-400_Invalid_Course_of_Therapy_mixed.json", "INVALID_VALUE"),
         ("4-Process-Request-Send-400_invalid_intent.json", "INVALID_VALUE"),
+        ("3-Process-Request-Dispense-400_Invalid_Value.json", "INVALID_VALUE"),
         (
             "../primary-care/acute/nominated-pharmacy/medical-prescriber/"
             "2-Claim-Request-400_Missing_Endorsement_Code.json",
@@ -212,7 +213,8 @@ async def test_nhs_error_examples(
     path = EXAMPLES / "errors" / name
     if not path.is_file():
         pytest.skip(f"NHS reference material not present at {path}")
-    token = await user_token(client, clients, "R8003" if "Claim" in name else GP)
+    dispensing = "Claim" in name or "Dispense" in name
+    token = await user_token(client, clients, "R8003" if dispensing else GP)
     operation = (
         "$prepare" if "Prepare" in name else "Claim" if "Claim" in name else "$process-message"
     )

@@ -34,6 +34,9 @@ RETURN_REASON_SYSTEM: Final = (
 WITHDRAW_REASON_SYSTEM: Final = "https://fhir.nhs.uk/CodeSystem/EPS-task-dispense-withdraw-reason"
 BUSINESS_STATUS: Final = "https://fhir.nhs.uk/StructureDefinition/Extension-EPS-TaskBusinessStatus"
 REPLACEMENT_OF: Final = "https://fhir.nhs.uk/StructureDefinition/Extension-replacementOf"
+NON_DISPENSING: Final = (
+    "https://fhir.nhs.uk/StructureDefinition/Extension-DM-PrescriptionNonDispensingReason"
+)
 _ITEM_CODES: Final = frozenset(s.code for s in LineItemStatus)
 _EVENT_FOR: Final = {
     PrescriptionStatus.WITH_DISPENSER_ACTIVE: Event.DISPENSE_PARTIAL,
@@ -146,6 +149,7 @@ def parse_notification(bundle: Mapping[str, Any]) -> DispenseNotification:
     if not dispenses:
         raise MissingValue("A dispense notification needs at least one MedicationDispense")
     prescription_ids, statuses, items = set(), set(), {}
+    non_dispensing: set[Any] = set()
     for dispense in dispenses:
         requests = [
             c
@@ -162,11 +166,21 @@ def parse_notification(bundle: Mapping[str, Any]) -> DispenseNotification:
         if not item_id or item_status not in _ITEM_CODES:
             raise InvalidValue("MedicationDispense needs a line item and a medicationdispense-type")
         items[item_id] = str(item_status)
+        reason = None
         for extension in dispense.get("extension", []):
             if isinstance(extension, dict) and extension.get("url") == BUSINESS_STATUS:
                 statuses.add((extension.get("valueCoding") or {}).get("code"))
+            if isinstance(extension, dict) and extension.get("url") == NON_DISPENSING:
+                reason = (extension.get("valueCoding") or {}).get("code")
+        non_dispensing.add(reason)
     if len(prescription_ids) != 1 or None in prescription_ids:
         raise InvalidValue("Expected all MedicationDispenses to be for the same prescription")
+    if len(non_dispensing) > 1:
+        raise InvalidValue(
+            "Expected all MedicationDispenses to have the same value for"
+            " MedicationDispense.extension:prescriptionNonDispensingReason",
+            expression=["MedicationDispense.extension:prescriptionNonDispensingReason"],
+        )
     if len(statuses) != 1 or None in statuses:
         raise InvalidValue(
             "Expected all MedicationDispenses to have the same value for"
