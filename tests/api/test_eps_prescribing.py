@@ -438,3 +438,27 @@ async def test_nominated_release_then_cancellation_is_pending(
         release_parameters(pharmacy, new_prescription_id("FA100")),
     )
     assert missing.status_code == 404
+
+
+def example_prepares() -> list[Path]:
+    if not EXAMPLES.is_dir():
+        return []
+    return sorted(p for p in EXAMPLES.rglob("*Prepare-Request*200_OK.json"))
+
+
+@pytest.mark.parametrize("path", example_prepares(), ids=lambda p: str(p.relative_to(EXAMPLES)))
+async def test_every_nhs_prepare_example(
+    client: httpx.AsyncClient, clients: Clients, path: Path
+) -> None:
+    """$prepare answers each NHS example as EPS did: digest, timestamp, algorithm."""
+    token = await user_token(client, clients, GP)
+    response = await post(client, token, "$prepare", adopt(load(path), clients))
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    names = [p["name"] for p in answer["parameter"]]
+    expected_path = path.with_name(path.name.replace("Request", "Response"))
+    if expected_path.is_file():
+        expected = load(expected_path)
+        assert names == [p["name"] for p in expected["parameter"]]
+    else:
+        assert names == ["digest", "timestamp", "algorithm"]
