@@ -201,6 +201,16 @@ async def test_signatures_that_do_not_hold(client: httpx.AsyncClient, clients: C
         ("4-Process-Request-Send-400_invalid_intent.json", "INVALID_VALUE"),
         ("3-Process-Request-Dispense-400_Invalid_Value.json", "INVALID_VALUE"),
         (
+            "../secondary-care/community/acute/nominated-pharmacy/clinical-practitioner/"
+            "multiple-drugs/bulk-translation/1-Prepare-Request-Send-400_Bad_Request.json",
+            "INVALID_VALUE",
+        ),
+        (
+            "../secondary-care/community/acute/nominated-pharmacy/clinical-practitioner/"
+            "multiple-drugs/bulk-translation/1-Process-Request-Send-400_Bad_Request.json",
+            "INVALID_VALUE",
+        ),
+        (
             "../primary-care/acute/nominated-pharmacy/medical-prescriber/"
             "2-Claim-Request-400_Missing_Endorsement_Code.json",
             "INVALID_VALUE",
@@ -221,6 +231,14 @@ async def test_nhs_error_examples(
     response = await post(client, token, operation, load(path))
     assert response.status_code == 400, response.text
     assert coding(response)["code"] == code
+    answer = path.with_name(path.name.replace("Request", "Response"))
+    if answer.is_file():  # where NHS EPS explains itself, we say the same
+        theirs = load(answer)["issue"][0]
+        ours = response.json()["issue"][0]
+        if "diagnostics" in theirs:
+            assert ours["diagnostics"] == theirs["diagnostics"]
+        if "expression" in theirs:
+            assert ours["expression"] == theirs["expression"]
 
 
 async def test_prescribing_needs_a_prescriber(client: httpx.AsyncClient, clients: Clients) -> None:

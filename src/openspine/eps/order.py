@@ -54,6 +54,12 @@ class TooFewValues(BadRequest):
     issue_type = "invalid"
 
 
+class TooManyItems(BadRequest):
+    code = "INVALID_VALUE"
+    display = "Provided value is invalid"
+    issue_type = "processing"
+
+
 class InvalidChecksum(BadRequest):
     code = "FAILURE_TO_PROCESS_MESSAGE"
     display = (
@@ -241,9 +247,10 @@ def parse_order(
     if not requests:
         raise TooFewValues("The Bundle must contain at least one MedicationRequest")
     if len(requests) > MAX_ITEMS:
-        raise InvalidValue(
-            f"The Bundle must contain at most {MAX_ITEMS} MedicationRequests",
-            expression=["Bundle.entry.resource.ofType(MedicationRequest)"],
+        raise TooManyItems(
+            "Bundle contains too many resources of type MedicationRequest. Expected at most"
+            f" {MAX_ITEMS}.",
+            expression=["Bundle.entry"],
         )
     for request in requests:
         if request.get("intent") not in INTENTS:
