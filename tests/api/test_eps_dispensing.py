@@ -260,7 +260,8 @@ async def test_dispensing_lifecycle(client: httpx.AsyncClient, clients: Clients)
         params={"patient:identifier": "https://fhir.nhs.uk/Id/nhs-number|9000000009"},
         headers=headers(gp),
     )
-    assert prescription_id in [e["resource"]["id"] for e in by_patient.json()["entry"]]
+    found = [e["resource"]["groupIdentifier"]["value"] for e in by_patient.json()["entry"]]
+    assert prescription_id in found
 
 
 async def test_return_completes_a_pending_cancellation(

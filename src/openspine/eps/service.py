@@ -250,7 +250,8 @@ def tracker_task(record: Mapping[str, Any]) -> dict[str, Any]:
     status = PrescriptionStatus.from_code(record["status"])
     task: dict[str, Any] = {
         "resourceType": "Task",
-        "id": record["prescriptionId"],
+        # FHIR ids exclude '+', a check character a short-form ID may end with
+        "id": str(uuid.uuid5(uuid.NAMESPACE_URL, "prescription:" + record["prescriptionId"])),
         "status": _TASK_STATUS[status.code],
         "intent": "order",
         "businessStatus": {
@@ -654,7 +655,9 @@ class EpsService:
                         principal=principal,
                         context=context,
                         patients=sorted(patients),
-                        resources=[f"{PRESCRIPTION}/{t['id']}" for t in tasks],
+                        resources=[
+                            f"{PRESCRIPTION}/{t['groupIdentifier']['value']}" for t in tasks
+                        ],
                     )
                 ]
             )

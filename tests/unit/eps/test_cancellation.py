@@ -112,3 +112,24 @@ def test_repeat_dispensing_next_issue_after_claim() -> None:
     assert (last["issue"], last["status"]) == (2, "0008")  # the last issue stays claimed
     acute = {**erd, "treatment": "acute", "repeatsAllowed": None}
     assert apply_claim(acute, claim, "FA100")["status"] == "0008"
+
+
+def test_tracker_task_is_valid_fhir_even_for_ids_ending_in_plus() -> None:
+    from fhir.resources.R4B.task import Task
+
+    from openspine.eps.service import tracker_task
+
+    task = tracker_task(
+        {
+            **record("0002", ("0008",)),
+            "prescriptionId": "4243A0-A99968-4E149+",
+            "patient": "9000000009",
+            "organisation": "A83008",
+            "dispenser": "FA100",
+            "repeatsAllowed": 3,
+            "issue": 2,
+        }
+    )
+    Task.model_validate(task)
+    assert task["groupIdentifier"]["value"] == "4243A0-A99968-4E149+"
+    assert task["businessStatus"]["coding"][0]["display"] == "With Dispenser"
