@@ -480,3 +480,24 @@ async def test_every_nhs_prepare_example(
         assert names == [p["name"] for p in expected["parameter"]]
     else:
         assert names == ["digest", "timestamp", "algorithm"]
+
+
+async def test_the_same_prescription_sent_twice_at_once_is_created_once(
+    client: httpx.AsyncClient, clients: Clients
+) -> None:
+    import asyncio
+
+    paths = example_orders()
+    if not paths:
+        pytest.skip(f"NHS reference material not present at {EXAMPLES}")
+    token = await user_token(client, clients, GP)
+    bundle = adopt(load(paths[0]), clients)
+    signed = sign(bundle, (await post(client, token, "$prepare", bundle)).json(), clients)
+    answers = await asyncio.gather(
+        *(post(client, token, "$process-message", signed) for _ in range(6))
+    )
+    codes = sorted(a.status_code for a in answers)
+    assert codes.count(200) == 1, [a.text for a in answers]
+    assert all(
+        coding(a)["code"] == "DUPLICATE_PRESCRIPTION_ID" for a in answers if a.status_code == 400
+    )

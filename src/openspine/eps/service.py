@@ -58,6 +58,7 @@ from openspine.platform.idempotency import PreparedWrite, WrittenResponse, run_i
 from openspine.platform.security.principal import Principal
 from openspine.platform.security.rbac import Permission
 from openspine.platform.storage.ports import (
+    AlreadyExists,
     OutboxMessage,
     PutResource,
     Store,
@@ -413,7 +414,7 @@ class EpsService:
                 resources=[f"{PRESCRIPTION}/{order.prescription_id}"],
                 detail=f"status {record['status']}",
             )
-            event = OutboxMessage(
+            created = OutboxMessage(
                 "eps.prescription.created",
                 order.prescription_id,
                 orjson.dumps(
@@ -431,13 +432,18 @@ class EpsService:
                 }
             )
             return PreparedWrite(
-                WriteSet(puts=[put], audit=[audit], outbox=[event]),
+                WriteSet(puts=[put], audit=[audit], outbox=[created]),
                 WrittenResponse(200, answer),
             )
 
-        return await run_idempotent(
-            self._store, principal, context.request_id, fingerprint, prepare
-        )
+        try:
+            return await run_idempotent(
+                self._store, principal, context.request_id, fingerprint, prepare
+            )
+        except AlreadyExists:  # the same ID sent twice at once: the other request won
+            raise DuplicatePrescriptionId(
+                "A prescription with the same ID already exists."
+            ) from None
 
     async def _cancel(
         self,
