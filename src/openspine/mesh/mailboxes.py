@@ -9,7 +9,7 @@ from openspine.directory.domain import MeshMailbox, MeshWorkflow
 from openspine.directory.storage import DirectoryRecords
 from openspine.mesh.passwords import PasswordSeal
 from openspine.platform.audit.events import AuditAction, AuditContext, AuditOutcome, audit_record
-from openspine.platform.storage.ports import Store, WriteSet
+from openspine.platform.storage.ports import AlreadyExists, Store, VersionConflict, WriteSet
 
 __all__ = [
     "SANDBOX_MAILBOXES",
@@ -67,12 +67,19 @@ async def register(
     ]
     directory = DirectoryRecords(store)
     all_records = [*records, *workflows]
-    puts = DirectoryRecords.upserts(all_records, await directory.versions(all_records))
-    audit = audit_record(
-        action=AuditAction.DIRECTORY_MESH_REGISTER,
-        outcome=AuditOutcome.SUCCESS,
-        principal=None,
-        context=AuditContext(None, None),
-        detail=detail,
-    )
-    await store.write(WriteSet(puts=puts, audit=[audit]))
+    for attempt in range(3):
+        puts = DirectoryRecords.upserts(all_records, await directory.versions(all_records))
+        audit = audit_record(
+            action=AuditAction.DIRECTORY_MESH_REGISTER,
+            outcome=AuditOutcome.SUCCESS,
+            principal=None,
+            context=AuditContext(None, None),
+            detail=detail,
+        )
+        try:
+            await store.write(WriteSet(puts=puts, audit=[audit]))
+            return
+        except (VersionConflict, AlreadyExists):
+            # another process (a second worker starting) registered them at the same moment
+            if attempt == 2:
+                raise

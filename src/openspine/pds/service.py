@@ -35,6 +35,7 @@ from openspine.platform.errors import (
     InvalidRequest,
     PreconditionFailed,
     ResourceVersionMismatch,
+    ServiceUnavailable,
     operation_outcome,
 )
 from openspine.platform.idempotency import PreparedWrite, WrittenResponse, run_idempotent
@@ -490,8 +491,15 @@ class PdsService:
                 ),
             )
 
-        return await run_idempotent(
-            self._store, principal, context.request_id, request_fingerprint, prepare
+        for _ in range(3):
+            try:
+                return await run_idempotent(
+                    self._store, principal, context.request_id, request_fingerprint, prepare
+                )
+            except AlreadyExists:
+                continue  # the number drawn was taken at the same moment: draw another
+        raise ServiceUnavailable(
+            "No NHS number could be allocated; retry", headers={"Retry-After": "1"}
         )
 
     async def _duplicates(self, request: CreateRequest) -> list[str]:
