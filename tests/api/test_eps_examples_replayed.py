@@ -36,21 +36,26 @@ pytestmark = pytest.mark.anyio
 ODS = "https://fhir.nhs.uk/Id/ods-organization-code"
 
 
-def scenario_folders() -> list[Path]:
+def scenarios() -> list[tuple[Path, str]]:
+    """(folder, scenario number) for every NHS order example with follow-up requests."""
     if not EXAMPLES.is_dir():
         return []
-    folders = []
-    for order in sorted(EXAMPLES.rglob("1-Process-Request-Send-200_OK.json")):
+    found = []
+    for order in sorted(EXAMPLES.rglob("*-Process-Request-Send-200_OK.json")):
         if '"prescription-order"' not in order.read_text():
             continue
-        if any(order.parent.glob("1-*-Request-*Release*")) or any(order.parent.glob("*Cancel*")):
-            folders.append(order.parent)
-    return folders
+        number = order.name.split("-", 1)[0]
+        follow_ups = [
+            p for p in order.parent.glob(f"{number}-*Request*.json") if "Send" not in p.name
+        ]
+        if any(("Release" in p.name or "Cancel" in p.name) for p in follow_ups):
+            found.append((order.parent, number))
+    return found
 
 
-def one(folder: Path, pattern: str) -> Path | None:
-    found = sorted(folder.glob(pattern))
-    return found[0] if found else None
+def one(folder: Path, number: str, suffix: str) -> Path | None:
+    path = folder / f"{number}-{suffix}"
+    return path if path.is_file() else None
 
 
 def example_ids(order: dict[str, Any]) -> tuple[str, str]:
@@ -123,20 +128,32 @@ async def create(
     return ours["groupIdentifier"]["value"], signed
 
 
-@pytest.mark.parametrize("folder", scenario_folders(), ids=lambda p: str(p.relative_to(EXAMPLES)))
-async def test_scenario_folder(client: httpx.AsyncClient, clients: Clients, folder: Path) -> None:
-    order = load(folder / "1-Process-Request-Send-200_OK.json")
+@pytest.mark.parametrize(
+    ("folder", "number"),
+    scenarios(),
+    ids=lambda v: str(v.relative_to(EXAMPLES)) if isinstance(v, Path) else v,
+)
+async def test_scenario(
+    client: httpx.AsyncClient, clients: Clients, folder: Path, number: str
+) -> None:
+    order = load(folder / f"{number}-Process-Request-Send-200_OK.json")
     their_id, their_patient = example_ids(order)
-    release = one(folder, "*Request-Release-200_OK.json")
-    dispense = one(folder, "*Process-Request-Dispense-200_OK.json")
-    claim = one(folder, "*Claim-Request-200_OK.json")
-    cancel = one(folder, "*Process-Request-Cancel-200_OK.json")
-    documents = [load(p) for p in (release, dispense, claim) if p is not None]
+    steps = [
+        ("Task/$release", one(folder, number, "Task-Request-Release-200_OK.json")),
+        ("$process-message", one(folder, number, "Process-Request-Dispense-200_OK.json")),
+        ("Task", one(folder, number, "Task-Request-Return-200_OK.json")),
+        ("Task", one(folder, number, "Task-Request-Withdraw-200_OK.json")),
+        ("$process-message", one(folder, number, "Process-Request-DispenseAmend-200_OK.json")),
+        ("Claim", one(folder, number, "Claim-Request-200_OK.json")),
+        ("Claim", one(folder, number, "Claim-Request-Amend-200_OK.json")),
+    ]
+    present = [(operation, path) for operation, path in steps if path is not None]
+    documents = [load(path) for _, path in present]
     theirs = dispensers(order, *documents)
     _, pharmacy = pharmacist(clients)
     dispenser = await user_token(client, clients, "R8003")
     prescriber = await user_token(client, clients, GP)
-    if release is not None:
+    if present:
         ours, _ = await create(client, clients, order, pharmacy, theirs)
         ids = {
             their_id: ours,
@@ -144,22 +161,25 @@ async def test_scenario_folder(client: httpx.AsyncClient, clients: Clients, fold
             **dict.fromkeys(patients(*documents), "9000000009"),
             **dict.fromkeys(theirs, pharmacy),
         }
-        released = await post(client, dispenser, "Task/$release", retarget(load(release), ids))
-        assert released.status_code == 200, released.text
-        passed = released.json()["parameter"][0]["resource"]
-        assert passed["total"] >= 1
-        if dispense is not None:
-            notified = await post(
-                client, dispenser, "$process-message", retarget(load(dispense), ids)
-            )
-            assert notified.status_code == 200, notified.text
-            if claim is not None:
-                claimed = await post(client, dispenser, "Claim", retarget(load(claim), ids))
-                assert claimed.status_code == 200, claimed.text
+        for (operation, path), document in zip(present, documents, strict=True):
+            sent = retarget(document, ids)
+            if document.get("resourceType") == "Bundle" and "identifier" in document:
+                # later messages (withdraw, amend) name this one by its identifier
+                ids[document["identifier"]["value"]] = sent["identifier"]["value"]
+            answer = await post(client, dispenser, operation, sent)
+            assert answer.status_code == 200, f"{path.name}: {answer.text}"
+    cancel = one(folder, number, "Process-Request-Cancel-200_OK.json")
     if cancel is not None:
         ours, _ = await create(client, clients, order, pharmacy, theirs)
         ids = {their_id: ours, their_patient: "9000000009"}
-        cancelled = await post(client, prescriber, "$process-message", retarget(load(cancel), ids))
+        request = load(cancel)
+        cancelled = await post(client, prescriber, "$process-message", retarget(request, ids))
+        if example_ids(request)[0] != their_id:
+            # This NHS example cancels another prescription than its order (example data):
+            # against the order it comes with, Spine's answer is "not found".
+            assert cancelled.status_code == 404
+            assert r_code(cancelled) == "R-0008"
+            return
         assert cancelled.status_code == 200, cancelled.text
         assert r_code(cancelled) == "R-0001"
 
@@ -167,4 +187,4 @@ async def test_scenario_folder(client: httpx.AsyncClient, clients: Clients, fold
 def test_there_are_scenarios_to_replay() -> None:
     if not EXAMPLES.is_dir():
         pytest.skip(f"NHS reference material not present at {EXAMPLES}")
-    assert len(scenario_folders()) >= 10
+    assert len(scenarios()) >= 15
