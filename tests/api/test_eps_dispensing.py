@@ -494,6 +494,7 @@ def retarget(document: Any, prescription_id: str, pharmacy: str) -> Any:
     """An NHS dispensing example pointed at our prescription, patient and pharmacy."""
     text = orjson.dumps(document).decode()
     text = text.replace("24F5DA-A83008-7EFE6Z", prescription_id)
+    text = text.replace("060CC0-A83008-5A2E6T", prescription_id)  # the eRD release example's
     for theirs in ("VNE51", "FA565", "VNFKT"):
         text = text.replace(f'"{theirs}"', f'"{pharmacy}"')
     text = text.replace('"9449304130"', '"9000000009"')
@@ -563,3 +564,91 @@ async def test_nhs_dispensing_examples_replayed(
     returned = await post(client, dispenser, "Task", returning)
     assert returned.status_code == 200, returned.text
     assert await tracked_status(client, dispenser, prescription_id) == "0001"
+
+
+async def spec_prescription(
+    client: httpx.AsyncClient, clients: Clients, kind: str, pharmacy: str
+) -> str:
+    """A prescription made from the spec's own ``{kind}-primary`` order example."""
+    gp = await user_token(client, clients, GP)
+    order = load(EXAMPLES / f"spec/prescribing/prescription-order/{kind}-primary-example-req.json")
+    bundle = adopt(order, clients)
+    for entry in bundle["entry"]:
+        resource = entry["resource"]
+        if resource["resourceType"] == "MedicationRequest":
+            resource["dispenseRequest"]["performer"] = {
+                "identifier": {"system": ODS, "value": pharmacy}
+            }
+    signed = sign(bundle, (await post(client, gp, "$prepare", bundle)).json(), clients)
+    sent = await post(client, gp, "$process-message", signed)
+    assert sent.status_code == 200, sent.text
+    return str(
+        next(
+            e["resource"]["groupIdentifier"]["value"]
+            for e in signed["entry"]
+            if e["resource"]["resourceType"] == "MedicationRequest"
+        )
+    )
+
+
+@pytest.mark.parametrize("kind", ["eRD", "repeat"])
+async def test_spec_dispensing_examples_for_repeat_treatments(
+    client: httpx.AsyncClient, clients: Clients, kind: str
+) -> None:
+    """The spec's eRD and repeat-prescribing dispensing examples: release → dispense → claim;
+    release → return; release → dispense → withdraw."""
+    if not (EXAMPLES / "spec").is_dir():
+        pytest.skip(f"NHS reference material not present at {EXAMPLES}")
+    _, pharmacy = pharmacist(clients)
+    dispenser = await user_token(client, clients, "R8003")
+
+    def example(step: str, prescription_id: str) -> dict[str, Any]:
+        document = load(EXAMPLES / f"{SPEC}/{step}/{kind}-primary-example-req.json")
+        return dict(retarget(document, prescription_id, pharmacy))
+
+    async def send(operation: str, body: dict[str, Any]) -> None:
+        answer = await post(client, dispenser, operation, body)
+        assert answer.status_code == 200, f"{operation}: {answer.text}"
+
+    claimed = await spec_prescription(client, clients, kind, pharmacy)
+    await send("Task/$release", example("release", claimed))
+    notice = example("dispense-notification", claimed)
+    notice["identifier"] = {
+        "system": "https://tools.ietf.org/html/rfc4122",
+        "value": str(uuid.uuid4()),
+    }
+    await send("$process-message", notice)
+    # The spec's notification is a partial one (0003) and its claim says the prescription is
+    # Dispensed (0006): they are single messages, not one sequence. Complete it, then claim.
+    order = load(EXAMPLES / f"spec/prescribing/prescription-order/{kind}-primary-example-req.json")
+    items = [
+        i["value"]
+        for e in order["entry"]
+        if e["resource"]["resourceType"] == "MedicationRequest"
+        for i in e["resource"]["identifier"]
+        if i["system"].endswith("prescription-order-item-number")
+    ]
+    _, complete = notification(claimed, dict.fromkeys(items, "0001"), "0006", pharmacy)
+    await send("$process-message", complete)
+    await send("Claim", example("claim", claimed))
+    status = await tracked_status(client, dispenser, claimed)
+    # repeat dispensing: the claimed issue is complete and the next is due
+    assert status == ("0001" if kind == "eRD" else "0008")
+
+    returned = await spec_prescription(client, clients, kind, pharmacy)
+    await send("Task/$release", example("release", returned))
+    await send("Task", example("return", returned))
+    assert await tracked_status(client, dispenser, returned) == "0001"
+
+    withdrawn = await spec_prescription(client, clients, kind, pharmacy)
+    await send("Task/$release", example("release", withdrawn))
+    notice = example("dispense-notification", withdrawn)
+    notice["identifier"] = {
+        "system": "https://tools.ietf.org/html/rfc4122",
+        "value": str(uuid.uuid4()),
+    }
+    await send("$process-message", notice)
+    withdrawal = example("withdraw", withdrawn)
+    withdrawal["focus"]["identifier"]["value"] = notice["identifier"]["value"]
+    await send("Task", withdrawal)
+    assert await tracked_status(client, dispenser, withdrawn) == "0002"
