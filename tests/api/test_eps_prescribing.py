@@ -501,3 +501,53 @@ async def test_the_same_prescription_sent_twice_at_once_is_created_once(
     assert all(
         coding(a)["code"] == "DUPLICATE_PRESCRIPTION_ID" for a in answers if a.status_code == 400
     )
+
+
+def example_verifications() -> list[Path]:
+    if not EXAMPLES.is_dir():
+        return []
+    return sorted(EXAMPLES.rglob("*VerifySignature-Request-200_OK.json"))
+
+
+@pytest.mark.parametrize(
+    "path", example_verifications(), ids=lambda p: str(p.relative_to(EXAMPLES))
+)
+async def test_verify_signature_examples(
+    client: httpx.AsyncClient, clients: Clients, path: Path
+) -> None:
+    """The NHS $verify-signature examples carry NHS test signatures over other content: we say
+    they are invalid, as the NHS sandbox's answer does; the same messages re-signed by the demo
+    prescriber verify."""
+    token = await user_token(client, clients, GP)
+    request = load(path)
+    response = await post(client, token, "$verify-signature", request)
+    assert response.status_code == 200, response.text
+    sandbox = load(EXAMPLES / "sandbox/VerifySignature-Response-200_OK.json")
+    ours = response.json()
+    assert [p["part"][0]["name"] for p in ours["parameter"]] == ["messageIdentifier"] * len(
+        request["entry"]
+    )
+    assert {part["name"] for part in ours["parameter"][0]["part"]} == {
+        part["name"] for part in sandbox["parameter"][0]["part"]
+    }
+    assert (
+        ours["parameter"][0]["part"][1]["resource"]["issue"][0]["details"]["coding"][0]["display"]
+        == "Signature is invalid."
+    )
+    resigned = copy.deepcopy(request)
+    for entry in resigned["entry"]:
+        bundle = adopt(entry["resource"], clients)
+        # A released eRD issue says reflex-order; the intent is not signed, so $prepare the
+        # order form of the same content.
+        as_order = copy.deepcopy(bundle)
+        for inner in as_order["entry"]:
+            if inner["resource"].get("intent") == "reflex-order":
+                inner["resource"]["intent"] = "original-order"
+        prepared = await post(client, token, "$prepare", as_order)
+        assert prepared.status_code == 200, prepared.text
+        entry["resource"] = sign(bundle, prepared.json(), clients)
+    verified = await post(client, token, "$verify-signature", resigned)
+    assert all(
+        p["part"][1]["resource"]["issue"][0]["code"] == "informational"
+        for p in verified.json()["parameter"]
+    ), verified.text

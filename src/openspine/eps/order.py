@@ -43,6 +43,8 @@ REPEAT_INFORMATION: Final = (
     "https://fhir.nhs.uk/StructureDefinition/Extension-UKCore-MedicationRepeatInformation"
 )
 INTENTS: Final = frozenset({"order", "original-order", "instance-order"})
+#: A released repeat-dispensing issue carries ``reflex-order``: valid to verify, not to send.
+RELEASED_INTENTS: Final = INTENTS | {"reflex-order"}
 TREATMENTS: Final = frozenset({"acute", "continuous", "continuous-repeat-dispensing"})
 MAX_ITEMS: Final = 4
 MAX_REPEATS: Final = 99
@@ -229,7 +231,10 @@ def _days(request: Mapping[str, Any]) -> int | None:
 
 
 def parse_order(
-    bundle: Mapping[str, Any], *, event: str = "prescription-order"
+    bundle: Mapping[str, Any],
+    *,
+    event: str = "prescription-order",
+    intents: frozenset[str] = INTENTS,
 ) -> PrescriptionOrder:
     resources = _resources(bundle)
     by_url = {url: r for url, r in resources if url}
@@ -253,7 +258,7 @@ def parse_order(
             expression=["Bundle.entry"],
         )
     for request in requests:
-        if request.get("intent") not in INTENTS:
+        if request.get("intent") not in intents:
             raise InvalidValue(
                 "MedicationRequest.intent must be order, original-order or instance-order.",
                 expression=["Bundle.entry.resource.ofType(MedicationRequest).intent"],

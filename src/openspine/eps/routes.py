@@ -72,6 +72,12 @@ def routes(service: EpsService) -> list[BaseRoute]:
         )
         return fhir_response(body)
 
+    async def verify_signature(request: Request, principal: Principal) -> Response:
+        body = await read_body(request, MAX_BODY * 4)
+        return fhir_response(
+            await service.verify_signatures(principal, body, audit_context(request))
+        )
+
     async def claim(request: Request, principal: Principal) -> Response:
         body = await read_body(request, MAX_BODY)
         written = await service.claim(
@@ -83,6 +89,12 @@ def routes(service: EpsService) -> list[BaseRoute]:
         return fhir_response(written.body, written.status, written.headers)
 
     return [
+        SecuredRoute(
+            f"{BASE_PATH}/$verify-signature",
+            verify_signature,
+            permission=Permission.EPS_PRESCRIPTION_READ,
+            methods=["POST"],
+        ),
         SecuredRoute(
             f"{BASE_PATH}/Claim",
             claim,

@@ -27,7 +27,7 @@ from openspine.eps.dispensing import (
     return_prescription,
     withdraw,
 )
-from openspine.eps.order import PrescriptionOrder, parse_order
+from openspine.eps.order import RELEASED_INTENTS, PrescriptionOrder, parse_order
 from openspine.eps.release import (
     NOMINATED_BATCH,
     NotReleasable,
@@ -749,6 +749,81 @@ class EpsService:
                 continue
             return True
         return False
+
+    # -- signature verification ------------------------------------------------------------------
+
+    async def verify_signatures(
+        self, principal: Principal, body: bytes, context: AuditContext
+    ) -> bytes:
+        """``$verify-signature``: each prescription message of a searchset, checked as
+        ``$process-message`` would check it; one result per message."""
+        searchset = _bundle(body)
+        if searchset.get("resourceType") != "Bundle" or searchset.get("type") != "searchset":
+            raise InvalidValue("Expected a searchset Bundle of prescription messages")
+        entries = searchset.get("entry") if isinstance(searchset.get("entry"), list) else []
+        parts = []
+        patients: set[str] = set()
+        for index, entry in enumerate(entries or []):
+            message = entry.get("resource") if isinstance(entry, dict) else None
+            if not isinstance(message, dict):
+                continue
+            identifier = (message.get("identifier") or {}).get("value")
+            try:
+                order = parse_order(message, intents=RELEASED_INTENTS)
+                patients.add(order.patient_nhs_number)
+                await self._check_signature(order)
+                issue: dict[str, Any] = {"severity": "information", "code": "informational"}
+            except SpineError as exc:
+                issue = {
+                    "severity": "error",
+                    "code": "invalid",
+                    "details": {
+                        "coding": [
+                            {
+                                "system": "https://fhir.nhs.uk/CodeSystem/Spine-ErrorOrWarningCode",
+                                "code": "INVALID_VALUE",
+                                "display": "Signature is invalid.",
+                            }
+                        ]
+                    },
+                    "diagnostics": exc.diagnostics or exc.display,
+                    "expression": ["Provenance.signature.data"],
+                }
+            parts.append(
+                {
+                    "name": str(index),
+                    "part": [
+                        {
+                            "name": "messageIdentifier",
+                            "valueReference": {
+                                "identifier": {
+                                    "system": "https://tools.ietf.org/html/rfc4122",
+                                    "value": identifier,
+                                }
+                            },
+                        },
+                        {
+                            "name": "result",
+                            "resource": {"resourceType": "OperationOutcome", "issue": [issue]},
+                        },
+                    ],
+                }
+            )
+        await self._store.write(
+            WriteSet(
+                audit=[
+                    audit_record(
+                        action=AuditAction.EPS_SIGNATURE_VERIFY,
+                        outcome=AuditOutcome.SUCCESS,
+                        principal=principal,
+                        context=context,
+                        patients=sorted(patients),
+                        detail=f"{len(parts)} messages checked",
+                    )
+                ]
+            )
+        )
+        return orjson.dumps({"resourceType": "Parameters", "parameter": parts})
 
     # -- dispensing: release ---------------------------------------------------------------------
 

@@ -46,6 +46,7 @@ class AuditAction(StrEnum):
     EPS_PRESCRIPTION_CLAIM = "eps.prescription.claim"
     EPS_PRESCRIPTION_EXPIRE = "eps.prescription.expire"
     EPS_PRESCRIPTION_ACTIVATE = "eps.prescription.activate"
+    EPS_SIGNATURE_VERIFY = "eps.signature.verify"
     MESH_MESSAGE_SEND = "mesh.message.send"
     MESH_MESSAGE_DOWNLOAD = "mesh.message.download"
     MESH_MESSAGE_ACKNOWLEDGE = "mesh.message.acknowledge"
