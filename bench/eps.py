@@ -99,7 +99,7 @@ def order(user_id: str, role_profile: str, pharmacy: str) -> dict[str, Any]:
                 "resource": {
                     "resourceType": "Patient",
                     "identifier": [
-                        {"system": "https://fhir.nhs.uk/Id/nhs-number", "value": "9000000009"}
+                        {"system": "https://fhir.nhs.uk/Id/nhs-number", "value": "9000000017"}
                     ],
                 },
             },
@@ -352,7 +352,7 @@ async def run(flow: Flow, count: int, concurrency: int) -> dict[str, Any]:
                         "patient": {
                             "identifier": {
                                 "system": "https://fhir.nhs.uk/Id/nhs-number",
-                                "value": "9000000009",
+                                "value": "9000000017",
                             }
                         },
                         "prescription": {

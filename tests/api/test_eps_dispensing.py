@@ -112,7 +112,7 @@ def notification(
                     "subject": {
                         "identifier": {
                             "system": "https://fhir.nhs.uk/Id/nhs-number",
-                            "value": "9000000009",
+                            "value": "9000000017",
                         }
                     },
                     "medicationCodeableConcept": {
@@ -170,7 +170,7 @@ def task(
             "value": prescription_id,
         },
         "for": {
-            "identifier": {"system": "https://fhir.nhs.uk/Id/nhs-number", "value": "9000000009"}
+            "identifier": {"system": "https://fhir.nhs.uk/Id/nhs-number", "value": "9000000017"}
         },
         "owner": {"identifier": {"system": ODS, "value": pharmacy}},
     }
@@ -257,7 +257,7 @@ async def test_dispensing_lifecycle(client: httpx.AsyncClient, clients: Clients)
     ).status_code == 403
     by_patient = await client.get(
         f"{BASE}/Task",
-        params={"patient:identifier": "https://fhir.nhs.uk/Id/nhs-number|9000000009"},
+        params={"patient:identifier": "https://fhir.nhs.uk/Id/nhs-number|9000000017"},
         headers=headers(gp),
     )
     found = [e["resource"]["groupIdentifier"]["value"] for e in by_patient.json()["entry"]]
@@ -321,7 +321,7 @@ def claim_for(
     identifier = str(uuid.uuid4())
     claim["identifier"] = [{"system": "https://tools.ietf.org/html/rfc4122", "value": identifier}]
     claim["patient"] = {
-        "identifier": {"system": "https://fhir.nhs.uk/Id/nhs-number", "value": "9000000009"}
+        "identifier": {"system": "https://fhir.nhs.uk/Id/nhs-number", "value": "9000000017"}
     }
     for extension in claim["prescription"]["extension"]:
         for sub in extension["extension"]:
@@ -497,7 +497,7 @@ def retarget(document: Any, prescription_id: str, pharmacy: str) -> Any:
     text = text.replace("060CC0-A83008-5A2E6T", prescription_id)  # the eRD release example's
     for theirs in ("VNE51", "FA565", "VNFKT"):
         text = text.replace(f'"{theirs}"', f'"{pharmacy}"')
-    text = text.replace('"9449304130"', '"9000000009"')
+    text = text.replace('"9449304130"', '"9000000017"')
     return orjson.loads(text)
 
 

@@ -157,8 +157,8 @@ async def test_scenario(
         ours, _ = await create(client, clients, order, pharmacy, theirs)
         ids = {
             their_id: ours,
-            their_patient: "9000000009",
-            **dict.fromkeys(patients(*documents), "9000000009"),
+            their_patient: "9000000017",
+            **dict.fromkeys(patients(*documents), "9000000017"),
             **dict.fromkeys(theirs, pharmacy),
         }
         for (operation, path), document in zip(present, documents, strict=True):
@@ -171,7 +171,7 @@ async def test_scenario(
     cancel = one(folder, number, "Process-Request-Cancel-200_OK.json")
     if cancel is not None:
         ours, _ = await create(client, clients, order, pharmacy, theirs)
-        ids = {their_id: ours, their_patient: "9000000009"}
+        ids = {their_id: ours, their_patient: "9000000017"}
         request = load(cancel)
         cancelled = await post(client, prescriber, "$process-message", retarget(request, ids))
         if example_ids(request)[0] != their_id:

@@ -42,7 +42,7 @@ def example_orders() -> list[Path]:
 
 
 def adopt(
-    bundle: dict[str, Any], clients: Clients, nhs_number: str = "9000000009"
+    bundle: dict[str, Any], clients: Clients, nhs_number: str = "9000000017"
 ) -> dict[str, Any]:
     """An NHS example made ours: our patient, our demo prescriber, a fresh prescription ID."""
     bundle = copy.deepcopy(bundle)
@@ -276,7 +276,7 @@ async def create_prescription(
 
 
 def cancellation(
-    clients: Clients, prescription_id: str, item: str, nhs_number: str = "9000000009"
+    clients: Clients, prescription_id: str, item: str, nhs_number: str = "9000000017"
 ) -> dict[str, Any]:
     path = EXAMPLES / "spec/prescribing/prescription-order-update/eRD-primary-example-req.json"
     bundle = adopt(load(path), clients, nhs_number)
@@ -342,7 +342,7 @@ async def test_cancellation_r_codes(client: httpx.AsyncClient, clients: Clients)
         client,
         token,
         "$process-message",
-        cancellation(clients, prescription_id, items[0], "9000000017"),
+        cancellation(clients, prescription_id, items[0], "9000000033"),
     )
     assert other_patient.status_code == 400
     assert r_code(other_patient) == "R-5000"
@@ -551,3 +551,38 @@ async def test_verify_signature_examples(
         p["part"][1]["resource"]["issue"][0]["code"] == "informational"
         for p in verified.json()["parameter"]
     ), verified.text
+
+
+async def test_no_prescription_for_a_deceased_or_unknown_patient(
+    client: httpx.AsyncClient, clients: Clients
+) -> None:
+    path = (
+        EXAMPLES
+        / "spec/errors/example-b-spine-error-patient-deceased/SendRequest-FhirMessageSigned.json"
+    )
+    if not path.is_file():
+        pytest.skip(f"NHS reference material not present at {path}")
+    token = await user_token(client, clients, GP)
+    # NHS example b has no SDS role profile on its PractitionerRole: refused before the patient.
+    example_b = await post(client, token, "$prepare", adopt(load(path), clients))
+    assert example_b.status_code == 400
+    assert coding(example_b)["code"] == "MISSING_VALUE"
+    stated = adopt(load(example_orders()[0]), clients)  # the message itself says they died
+    for entry in stated["entry"]:
+        if entry["resource"]["resourceType"] == "Patient":
+            entry["resource"]["deceasedDateTime"] = "2015-02-07T13:28:17+00:00"
+    signed = sign(stated, (await post(client, token, "$prepare", stated)).json(), clients)
+    response = await post(client, token, "$process-message", signed)
+    assert response.status_code == 400
+    assert coding(response)["code"] == "PATIENT_DECEASED"
+    known_dead = adopt(
+        load(example_orders()[0]), clients, nhs_number="9000000009"
+    )  # PDS: died 2010
+    signed = sign(known_dead, (await post(client, token, "$prepare", known_dead)).json(), clients)
+    response = await post(client, token, "$process-message", signed)
+    assert coding(response)["code"] == "PATIENT_DECEASED"
+    unknown = adopt(load(example_orders()[0]), clients, nhs_number="9111231130")
+    signed = sign(unknown, (await post(client, token, "$prepare", unknown)).json(), clients)
+    response = await post(client, token, "$process-message", signed)
+    assert response.status_code == 400
+    assert coding(response)["code"] == "INVALID_VALUE"

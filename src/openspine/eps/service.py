@@ -43,6 +43,7 @@ from openspine.eps.status import (
     PrescriptionStatus,
     next_status,
 )
+from openspine.pds.ports import PATIENT
 from openspine.platform.audit.events import AuditAction, AuditContext, AuditOutcome, audit_record
 from openspine.platform.errors import (
     BadRequest,
@@ -61,6 +62,7 @@ from openspine.platform.storage.ports import (
     AlreadyExists,
     OutboxMessage,
     PutResource,
+    ResourceState,
     Store,
     VersionConflict,
     WriteSet,
@@ -134,6 +136,12 @@ class WithAnotherDispenserError(SpineError):
                 ],
             }
         )
+
+
+class PatientDeceased(BadRequest):
+    code = "PATIENT_DECEASED"
+    display = "Patient is deceased"
+    issue_type = "business-rule"
 
 
 class DuplicatePrescriptionId(BadRequest):
@@ -393,6 +401,7 @@ class EpsService:
         order = parse_order(bundle)
 
         async def prepare() -> PreparedWrite:
+            await self._check_patient(order, bundle)
             await self._check_signature(order)
             if await self._store.get(PRESCRIPTION, order.prescription_id) is not None:
                 raise DuplicatePrescriptionId("A prescription with the same ID already exists.")
@@ -915,6 +924,24 @@ class EpsService:
             except VersionConflict:
                 continue  # another dispenser changed one of them: decide again
         raise ServiceUnavailable("The prescription is busy; retry", headers={"Retry-After": "1"})
+
+    async def _check_patient(self, order: PrescriptionOrder, bundle: Mapping[str, Any]) -> None:
+        """The patient must be a living patient PDS knows (the message may also say they died)."""
+        stated_dead = any(
+            isinstance(e, dict)
+            and isinstance(e.get("resource"), dict)
+            and e["resource"].get("resourceType") == "Patient"
+            and e["resource"].get("deceasedDateTime")
+            for e in bundle.get("entry", [])
+        )
+        stored = await self._store.get(PATIENT, order.patient_nhs_number)
+        if stored is None or stored.state is not ResourceState.ACTIVE:
+            raise InvalidValue(
+                "The patient's NHS number is not that of an active PDS record",
+                expression=["Patient.identifier"],
+            )
+        if stated_dead or orjson.loads(stored.body).get("deceasedDateTime"):
+            raise PatientDeceased("Prescriptions cannot be issued for a deceased patient")
 
     async def _check_signature(self, order: PrescriptionOrder) -> None:
         profile = await self._directory.get(RoleProfile, order.role_profile_id)
