@@ -11,6 +11,9 @@ from datetime import timedelta
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from openspine import __version__
 from openspine.directory import routes as directory_routes
@@ -31,6 +34,7 @@ from openspine.platform import health
 from openspine.platform.http import EXCEPTION_HANDLERS
 from openspine.platform.middleware import RequestMiddleware
 from openspine.platform.observability import LogEvent, Metrics, log_event
+from openspine.platform.openapi import openapi_document
 from openspine.platform.security import routes as oauth_routes
 from openspine.platform.security.keys import load_private_key, public_jwk
 from openspine.platform.security.tokens import TokenIssuer, TokenVerifier
@@ -154,6 +158,12 @@ def create_app(settings: Settings) -> Starlette:
         *directory_routes.routes(platform.store, base_url),
         *eps_routes.routes(platform.eps),
     ]
+    openapi = json.dumps(openapi_document(routes, version=__version__)).encode()
+
+    async def openapi_json(request: Request) -> Response:
+        return Response(openapi, media_type="application/json")
+
+    routes.append(Route("/openapi.json", openapi_json))
     app = Starlette(
         routes=routes,
         middleware=[

@@ -86,6 +86,11 @@ def main() -> None:
     is_flag=True,
     help="MESH sandbox mode: DELETE /admin/reset, mesh-client's test mailboxes and shared key.",
 )
+@click.option(
+    "--store-url",
+    envvar="OPENSPINE_STORE",
+    help="Where a new demo store lives (default: SQLite in DATA_DIR), e.g. postgresql://…",
+)
 def demo(
     data_dir: Path,
     host: str,
@@ -94,6 +99,7 @@ def demo(
     seed: int,
     workers: int,
     mesh_sandbox: bool,
+    store_url: str | None,
 ) -> None:
     """Create a demo store in DATA_DIR if there is none, then serve it."""
     data_dir = data_dir.resolve()
@@ -102,7 +108,7 @@ def demo(
         os.environ["OPENSPINE_MESH_SHARED_KEY"] = SANDBOX_SHARED_KEY
     base_url = f"http://{host}:{port}"
     if not has_store(data_dir):
-        settings = create_keys_and_settings(data_dir).with_base_url(base_url)
+        settings = create_keys_and_settings(data_dir, store_url).with_base_url(base_url)
         loaded = asyncio.run(_load_demo(data_dir, settings, patients, seed))
         err.print(f"Loaded {loaded:,} patients into {data_dir}")
     ensure_mesh_setup(data_dir)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from mesh_client import Endpoint, MeshClient
 
-from tests.e2e.mesh_server import Server
+from tests.live_server import Server
 
 pytestmark = pytest.mark.e2e
 

@@ -337,6 +337,14 @@ def _line_display(code: str) -> str:
     return next((s.display for s in LineItemStatus if s.code == code), code)
 
 
+#: The permission each message event needs beyond the route's (an unknown event is a 400).
+EVENT_PERMISSIONS: Final[Mapping[str, Permission]] = {
+    "prescription-order": Permission.EPS_PRESCRIPTION_PRESCRIBE,
+    "prescription-order-update": Permission.EPS_PRESCRIPTION_PRESCRIBE,
+    "dispense-notification": Permission.EPS_PRESCRIPTION_DISPENSE,
+}
+
+
 def _event(bundle: Mapping[str, Any]) -> str | None:
     for entry in bundle.get("entry", []) if isinstance(bundle.get("entry"), list) else []:
         resource = entry.get("resource") if isinstance(entry, dict) else None
@@ -371,12 +379,8 @@ class EpsService:
     ) -> WrittenResponse:
         bundle = _bundle(body)
         event = _event(bundle)
-        needed = (
-            Permission.EPS_PRESCRIPTION_DISPENSE
-            if event == "dispense-notification"
-            else Permission.EPS_PRESCRIPTION_PRESCRIBE
-        )
-        if not principal.can(needed):
+        needed = EVENT_PERMISSIONS.get(event or "")
+        if needed is not None and not principal.can(needed):
             raise Forbidden(f"Your role does not permit this action ({needed.value})")
         if event == "prescription-order-update":
             return await self._cancel(principal, bundle, context, fingerprint)

@@ -366,6 +366,9 @@ def routes(service: MeshService) -> list[BaseRoute]:
         await service.reset(audit_context(request))
         return Response(status_code=200)
 
+    async def no_route(request: Request) -> Response:
+        raise MeshError(404, "ROUTE", "404", "No such MESH endpoint")
+
     return [
         Route(f"{BASE}/_ping", ping, methods=["GET"]),
         Route(f"{BASE}/endpointlookup/{{ods_code}}/{{workflow_id}}", lookup, methods=["GET"]),
@@ -395,4 +398,11 @@ def routes(service: MeshService) -> list[BaseRoute]:
             f"{BASE}/{{mailbox_id}}/outbox/tracking/{{local_id}}", tracking_local, methods=["GET"]
         ),
         Route("/admin/reset", reset, methods=["DELETE"]),
+        # Anything else under the MESH base path is answered in MESH's error format.
+        Route(
+            f"{BASE}/{{rest:path}}",
+            no_route,
+            methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            include_in_schema=False,
+        ),
     ]

@@ -1,4 +1,4 @@
-"""Starting and killing a real OpenSpine server in MESH sandbox mode, for end-to-end tests."""
+"""Starting, killing and restarting a real OpenSpine server process on one data dir."""
 
 from __future__ import annotations
 
@@ -24,15 +24,21 @@ def free_port() -> int:
 class Server:
     """``openspine demo --mesh-sandbox`` (first start) or ``serve`` (restarts) on one data dir."""
 
-    def __init__(self, data_dir: Path, log: Path) -> None:
+    def __init__(
+        self, data_dir: Path, log: Path, *, patients: int = 0, store_url: str | None = None
+    ) -> None:
         self.data_dir = data_dir
         self.log = log
+        self.patients = patients
+        self.store_url = store_url
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[str] | None = None
 
     def start(self, *, first: bool) -> None:
-        args = ["demo", "--patients", "0", "--mesh-sandbox"] if first else ["serve"]
+        args = ["demo", "--patients", str(self.patients), "--mesh-sandbox"] if first else ["serve"]
+        if first and self.store_url is not None:
+            args += ["--store-url", self.store_url]
         env = {
             **os.environ,
             "OPENSPINE_MESH_SANDBOX": "true",
@@ -48,14 +54,14 @@ class Server:
                 start_new_session=True,
             )
         assert self.proc.stdout is not None
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             line = self.proc.stdout.readline()
             if not line and self.proc.poll() is not None:
                 pytest.fail(f"server exited early: {self.log.read_text()[-2000:]}")
             if line.strip() == self.url:
                 return
-        pytest.fail("server did not start in 90 s")
+        pytest.fail("server did not start in 120 s")
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         assert self.proc is not None
