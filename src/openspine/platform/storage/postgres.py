@@ -65,6 +65,10 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
+#: How long a request may wait for a database connection before it is answered 503.
+_CONNECT_TIMEOUT_S = 3
+
+
 class PostgresStore:
     def __init__(self, url: str, *, max_batch: int = 512, pool_size: int = 8) -> None:
         self._pool = AsyncConnectionPool(
@@ -72,7 +76,10 @@ class PostgresStore:
             min_size=2,
             max_size=max(2, pool_size),
             open=False,
-            kwargs={"autocommit": True},
+            kwargs={"autocommit": True, "connect_timeout": _CONNECT_TIMEOUT_S},
+            # A request waits this long for a connection, then is answered 503 (not left
+            # hanging while PostgreSQL is away); the pool reconnects in the background.
+            timeout=_CONNECT_TIMEOUT_S,
         )
         self._max_batch = max_batch
         self._queue: asyncio.Queue[tuple[Any, asyncio.Future[Any]]] = asyncio.Queue()
