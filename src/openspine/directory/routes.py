@@ -136,7 +136,7 @@ def routes(store: Store, base_url: str) -> list[BaseRoute]:
         _known(request, _ORG_PARAMS)
         params = request.query_params
         count = params.get("_count", "20")
-        if not count.isdigit() or not 1 <= int(count) <= MAX_RESULTS:
+        if not (count.isascii() and count.isdigit()) or not 1 <= int(count) <= MAX_RESULTS:
             raise InvalidValue(f"Invalid value - '_count' must be 1 to {MAX_RESULTS}")
         candidates: list[Organisation] | None = None
 

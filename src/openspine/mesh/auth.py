@@ -37,6 +37,11 @@ class MeshToken:
         return datetime.strptime(self.timestamp, "%Y%m%d%H%M").replace(tzinfo=UTC)
 
 
+def _digits(value: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` also accepts "²" and "٣", which ``int`` refuses."""
+    return value.isascii() and value.isdigit()
+
+
 def parse_token(header: str | None) -> MeshToken:
     if not header or not header.startswith(SCHEME):
         raise TokenRejected("missing or not an NHSMESH token")
@@ -44,7 +49,7 @@ def parse_token(header: str | None) -> MeshToken:
     if len(parts) != 5 or not all(parts):
         raise TokenRejected("malformed token")
     mailbox, nonce, count, timestamp, digest = parts
-    if not count.isdigit() or len(timestamp) != 12 or not timestamp.isdigit():
+    if not _digits(count) or len(timestamp) != 12 or not _digits(timestamp):
         raise TokenRejected("malformed token fields")
     if len(nonce) > 100 or len(digest) != 64 or len(mailbox) > 100:
         raise TokenRejected("malformed token lengths")

@@ -206,7 +206,7 @@ def routes(service: MeshService) -> list[BaseRoute]:
     async def inbox(request: Request) -> Response:
         mailbox = await auth(request)
         raw = request.query_params.get("max_results", "500")
-        if not raw.isdigit() or not 10 <= int(raw) <= 5000:
+        if not (raw.isascii() and raw.isdigit()) or not 10 <= int(raw) <= 5000:
             raise MeshError(400, "RECEIVE", "400", "max_results must be between 10 and 5000")
         workflow = request.query_params.get("workflow_filter")
         page = await service.inbox(

@@ -10,7 +10,6 @@ record naming them commits; the record commits before the client is answered.
 from __future__ import annotations
 
 import base64
-import binascii
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -156,7 +155,7 @@ def _token(value: str) -> str:
 def _untoken(value: str) -> str:
     try:
         return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # binascii.Error, UnicodeDecodeError, or not ASCII at all
         raise MeshError(400, "RECEIVE", "400", "continue_from is not valid") from None
 
 

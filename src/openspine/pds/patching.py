@@ -202,7 +202,11 @@ def _check_list_rules(patches: list[dict[str, Any]], current: dict[str, Any]) ->
 
 def _item(resource: dict[str, Any], field: str, index: str) -> dict[str, Any] | None:
     items = resource.get(field)
-    if not isinstance(items, list) or not index.isdigit() or int(index) >= len(items):
+    if (
+        not isinstance(items, list)
+        or not (index.isascii() and index.isdigit())
+        or int(index) >= len(items)
+    ):
         raise _invalid(f"'/{field}/{index[:6]}' does not exist")
     item = items[int(index)]
     return item if isinstance(item, dict) else None

@@ -615,7 +615,7 @@ def _parse_if_match(value: str | None) -> int:
             'Invalid update with error - If-Match header must be in the form W/"<version>"'
         )
     digits = value[len(_IF_MATCH_PREFIX) : -1]
-    if not digits.isdigit():
+    if not (digits.isascii() and digits.isdigit()):
         raise PreconditionFailed(
             'Invalid update with error - If-Match header must be in the form W/"<version>"'
         )

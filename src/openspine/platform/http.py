@@ -55,7 +55,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     The application's own cap is a MESH chunk (101 MiB); routes with small bodies use this.
     """
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge()
     chunks: list[bytes] = []
     size = 0

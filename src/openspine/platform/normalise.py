@@ -46,7 +46,7 @@ def normalise_email(value: str) -> str:
 
 def normalise_phone(value: str) -> str:
     """Digits only, with a UK ``+44`` turned into the national ``0`` prefix."""
-    digits = "".join(ch for ch in value if ch.isdigit())
+    digits = "".join(ch for ch in value if ch in "0123456789")
     if value.strip().startswith("+44") and digits.startswith("44"):
         digits = "0" + digits[2:]
     return digits

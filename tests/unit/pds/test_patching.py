@@ -170,3 +170,15 @@ def test_restricted_record_cannot_gain_a_hidden_kind_of_extension() -> None:
             restricted=True,
             today=TODAY,
         )
+
+
+@pytest.mark.parametrize("index", ["²", "١", "0x1"])
+def test_list_index_must_be_ascii_digits(index: str) -> None:
+    """str.isdigit() accepts "²" and "١", which int() refuses: found by the fuzzing suite."""
+    with pytest.raises((InvalidUpdate, InvalidValue)):
+        apply(
+            [
+                {"op": "test", "path": f"/name/{index}/id", "value": "x"},
+                {"op": "remove", "path": f"/name/{index}"},
+            ]
+        )

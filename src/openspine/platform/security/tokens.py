@@ -209,7 +209,7 @@ class TokenIssuer:
         if claims["identity_proofing_level"] != "P9":
             raise AccessDenied("patient access needs identity proofing level P9")
         nhs_number = str(claims["nhs_number"])
-        if not (len(nhs_number) == 10 and nhs_number.isdigit()):
+        if not (len(nhs_number) == 10 and nhs_number.isascii() and nhs_number.isdigit()):
             raise AccessDenied("subject_token 'nhs_number' is not an NHS number")
         return {
             "sub": str(claims["sub"]),
