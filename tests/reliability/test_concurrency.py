@@ -17,8 +17,8 @@ from typing import Any
 
 import httpx
 import pytest
-
 from bench.eps import Flow, order
+
 from tests.api.pds_helpers import new_patient
 from tests.reliability.conftest import Live, report
 
@@ -39,7 +39,7 @@ def _at_once(calls: list[Callable[[], httpx.Response]]) -> list[httpx.Response]:
         barrier.wait()
         try:
             results[index] = calls[index]()
-        except Exception as exc:  # noqa: BLE001 - reported below
+        except Exception as exc:
             results[index] = exc
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]

@@ -15,8 +15,10 @@ DIGEST = "a" * 64
         None,
         "",
         "Bearer x",
-        f"NHSMESH ALICE:nonce:²:202611232300:{DIGEST}",  # "²".isdigit() is True; int() refuses
-        f"NHSMESH ALICE:nonce:1:２０２６１１２３２３００:{DIGEST}",
+        f"NHSMESH ALICE:nonce:\u00b2:202611232300:{DIGEST}",  # isdigit() but not int()
+        "NHSMESH ALICE:nonce:1:"
+        + "".join(chr(0xFF10 + int(d)) for d in "202611232300")
+        + f":{DIGEST}",
         f"NHSMESH ALICE:nonce:1:2026112323:{DIGEST}",
         f"NHSMESH ALICE:nonce:1:202611232300:{DIGEST[:-1]}",
         "NHSMESH ALICE:nonce:1:202611232300",
