@@ -7,6 +7,7 @@ import pytest
 from openspine.mesh.auth import TokenRejected, parse_token
 
 DIGEST = "a" * 64
+FULLWIDTH_TIMESTAMP = "".join(chr(0xFF10 + int(d)) for d in "202611232300")
 
 
 @pytest.mark.parametrize(
