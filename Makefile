@@ -6,7 +6,7 @@ DATA_DIR ?= data/demo
 PORT ?= 8000
 PATIENTS ?= 10000
 
-.PHONY: help install run test lint typecheck unit contract api e2e bench clean
+.PHONY: help install run test lint typecheck unit contract api e2e bench reliability clean
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -35,6 +35,10 @@ test: install lint typecheck ## Lint, type-check and run every test (PostgreSQL 
 
 bench: install ## PDS read benchmark against the raw ASGI ceiling (needs wrk; see docs/benchmarks.md)
 	$(BIN)/python -m bench.run
+
+reliability: install ## The reliability suite at full length (>= 10,000 fuzzed requests, 6 SIGKILLs a store); figures in bench/results/reliability (PostgreSQL parts need OPENSPINE_TEST_POSTGRES_URL)
+	OPENSPINE_FUZZ_EXAMPLES=300 OPENSPINE_CRASH_KILLS=6 OPENSPINE_RELIABILITY_REPORT=bench/results/reliability \
+		$(BIN)/pytest tests/reliability --timeout 2400
 
 clean: ## Remove the virtualenv, caches and demo data
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache
