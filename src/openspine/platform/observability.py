@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from enum import StrEnum
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
@@ -49,10 +50,20 @@ class Metrics:
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
             registry=self.registry,
         )
+        self._counters: dict[tuple[str, str, int], Any] = {}
+        self._histograms: dict[str, Any] = {}
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
-        self.requests.labels(route, method, str(status)).inc()
-        self.latency.labels(route).observe(seconds)
+        # The labelled children are looked up once per label set, not on every request.
+        key = (route, method, status)
+        counter = self._counters.get(key)
+        if counter is None:
+            counter = self._counters[key] = self.requests.labels(route, method, str(status))
+        histogram = self._histograms.get(route)
+        if histogram is None:
+            histogram = self._histograms[route] = self.latency.labels(route)
+        counter.inc()
+        histogram.observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

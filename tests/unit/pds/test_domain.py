@@ -40,3 +40,20 @@ def test_restricted_view_matches_the_nhs_sandbox() -> None:
     view = restricted_view(full)
     assert set(view) == set(stub)
     assert view["extension"] == stub["extension"]
+
+
+def test_nhs_number_check_agrees_with_the_nhs_number_package() -> None:
+    """The hot-path modulus 11 check gives the package's answer, valid or not."""
+    import random
+
+    from nhs_number.validate import is_valid
+
+    from openspine.pds.domain import is_valid_nhs_number
+
+    rng = random.Random(11)  # noqa: S311 - test data
+    samples = [f"{rng.randrange(10**10):010d}" for _ in range(20_000)]
+    samples += ["9000000009", "9000000017", "9000000025", "0000000000", "9999999999"]
+    for value in samples:
+        assert is_valid_nhs_number(value) == bool(is_valid(value)), value
+    assert not is_valid_nhs_number("900000000")
+    assert not is_valid_nhs_number("90000000\u00b29")

@@ -167,6 +167,10 @@ class WriteSet:
     def is_empty(self) -> bool:
         return not (self.puts or self.audit or self.outbox or self.nonces or self.idempotency)
 
+    def is_audit_only(self) -> bool:
+        """Nothing but audit events: nothing conditional, so nothing to roll back alone."""
+        return not (self.puts or self.outbox or self.nonces or self.idempotency)
+
 
 @dataclass(frozen=True, slots=True)
 class WriteResult:
