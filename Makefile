@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 DATA_DIR ?= data/demo
 PORT ?= 8000
 PATIENTS ?= 10000
+BENCH_PATIENTS ?= 100000
+BENCH_SECONDS ?= 10
 
 .PHONY: help install run test lint typecheck unit contract api e2e bench reliability clean
 
@@ -33,8 +35,12 @@ typecheck: install ## mypy --strict on the package
 test: install lint typecheck ## Lint, type-check and run every test (PostgreSQL contract tests need OPENSPINE_TEST_POSTGRES_URL)
 	$(BIN)/pytest
 
-bench: install ## PDS read benchmark against the raw ASGI ceiling (needs wrk; see docs/benchmarks.md)
-	$(BIN)/python -m bench.run
+bench: install ## The harness: bulk load, PDS read, search and the Spine mix against the raw ASGI ceiling (needs wrk); table and plot in docs/benchmarks.*
+	$(BIN)/python -m bench.run --scenario load --patients $(BENCH_PATIENTS)
+	$(BIN)/python -m bench.run --scenario read --patients $(BENCH_PATIENTS) --reuse-store --duration $(BENCH_SECONDS)
+	$(BIN)/python -m bench.run --scenario search --patients $(BENCH_PATIENTS) --reuse-store --duration $(BENCH_SECONDS)
+	$(BIN)/python -m bench.run --scenario mix --patients $(BENCH_PATIENTS) --reuse-store --duration $(BENCH_SECONDS)
+	$(BIN)/python -m bench.report --plot docs/benchmarks.png
 
 reliability: install ## The reliability suite at full length (>= 10,000 fuzzed requests, 6 SIGKILLs a store); figures in bench/results/reliability (PostgreSQL parts need OPENSPINE_TEST_POSTGRES_URL)
 	OPENSPINE_FUZZ_EXAMPLES=300 OPENSPINE_CRASH_KILLS=6 OPENSPINE_RELIABILITY_REPORT=bench/results/reliability \

@@ -142,6 +142,135 @@ def order(user_id: str, role_profile: str, pharmacy: str) -> dict[str, Any]:
     }
 
 
+def release_body(prescription_id: str, pharmacy: str) -> dict[str, Any]:
+    return {
+        "resourceType": "Parameters",
+        "parameter": [
+            {
+                "name": "group-identifier",
+                "valueIdentifier": {
+                    "system": "https://fhir.nhs.uk/Id/prescription-order-number",
+                    "value": prescription_id,
+                },
+            },
+            {
+                "name": "owner",
+                "resource": {
+                    "resourceType": "Organization",
+                    "identifier": [{"system": ODS, "value": pharmacy}],
+                },
+            },
+        ],
+    }
+
+
+def dispense_body(prescription_id: str, item: str, pharmacy: str) -> dict[str, Any]:
+    return {
+        "resourceType": "Bundle",
+        "type": "message",
+        "identifier": {
+            "system": "https://tools.ietf.org/html/rfc4122",
+            "value": str(uuid.uuid4()),
+        },
+        "entry": [
+            {
+                "resource": {
+                    "resourceType": "MessageHeader",
+                    "eventCoding": {
+                        "system": "https://fhir.nhs.uk/CodeSystem/message-event",
+                        "code": "dispense-notification",
+                    },
+                }
+            },
+            {
+                "resource": {
+                    "resourceType": "MedicationDispense",
+                    "status": "completed",
+                    "contained": [
+                        {
+                            "resourceType": "MedicationRequest",
+                            "id": "m1",
+                            "identifier": [
+                                {
+                                    "system": "https://fhir.nhs.uk/Id/prescription-order-item-number",
+                                    "value": item,
+                                }
+                            ],
+                            "groupIdentifier": {
+                                "system": "https://fhir.nhs.uk/Id/prescription-order-number",
+                                "value": prescription_id,
+                            },
+                        }
+                    ],
+                    "type": {
+                        "coding": [
+                            {
+                                "system": "https://fhir.nhs.uk/CodeSystem/medicationdispense-type",
+                                "code": "0001",
+                            }
+                        ]
+                    },
+                    "extension": [
+                        {
+                            "url": "https://fhir.nhs.uk/StructureDefinition/Extension-EPS-TaskBusinessStatus",
+                            "valueCoding": {"code": "0006"},
+                        }
+                    ],
+                }
+            },
+            {
+                "resource": {
+                    "resourceType": "Organization",
+                    "identifier": [{"system": ODS, "value": pharmacy}],
+                }
+            },
+        ],
+    }
+
+
+def claim_body(prescription_id: str, pharmacy: str) -> dict[str, Any]:
+    return {
+        "resourceType": "Claim",
+        "identifier": [
+            {
+                "system": "https://tools.ietf.org/html/rfc4122",
+                "value": str(uuid.uuid4()),
+            }
+        ],
+        "patient": {
+            "identifier": {
+                "system": "https://fhir.nhs.uk/Id/nhs-number",
+                "value": "9000000017",
+            }
+        },
+        "prescription": {
+            "extension": [
+                {
+                    "url": "https://fhir.nhs.uk/StructureDefinition/Extension-DM-GroupIdentifier",
+                    "extension": [
+                        {
+                            "url": "shortForm",
+                            "valueIdentifier": {
+                                "system": "https://fhir.nhs.uk/Id/prescription-order-number",
+                                "value": prescription_id,
+                            },
+                        }
+                    ],
+                }
+            ]
+        },
+        "provider": {"reference": "#provider"},
+        "contained": [
+            {
+                "resourceType": "Organization",
+                "id": "provider",
+                "identifier": [{"system": ODS, "value": pharmacy}],
+            }
+        ],
+        "item": [{"sequence": 1}],
+    }
+
+
 class Flow:
     def __init__(self, data_dir: Path, base_url: str) -> None:
         creds = json.loads((data_dir / "demo-credentials.json").read_text())
@@ -247,25 +376,7 @@ async def run(flow: Flow, count: int, concurrency: int) -> dict[str, Any]:
                 await call(
                     dispenser_token,
                     "Task/$release",
-                    {
-                        "resourceType": "Parameters",
-                        "parameter": [
-                            {
-                                "name": "group-identifier",
-                                "valueIdentifier": {
-                                    "system": "https://fhir.nhs.uk/Id/prescription-order-number",
-                                    "value": prescription_id,
-                                },
-                            },
-                            {
-                                "name": "owner",
-                                "resource": {
-                                    "resourceType": "Organization",
-                                    "identifier": [{"system": ODS, "value": pharmacy}],
-                                },
-                            },
-                        ],
-                    },
+                    release_body(prescription_id, pharmacy),
                 )
 
         async def dispense(prescription_id: str, item: str) -> None:
@@ -273,67 +384,7 @@ async def run(flow: Flow, count: int, concurrency: int) -> dict[str, Any]:
                 await call(
                     dispenser_token,
                     "$process-message",
-                    {
-                        "resourceType": "Bundle",
-                        "type": "message",
-                        "identifier": {
-                            "system": "https://tools.ietf.org/html/rfc4122",
-                            "value": str(uuid.uuid4()),
-                        },
-                        "entry": [
-                            {
-                                "resource": {
-                                    "resourceType": "MessageHeader",
-                                    "eventCoding": {
-                                        "system": "https://fhir.nhs.uk/CodeSystem/message-event",
-                                        "code": "dispense-notification",
-                                    },
-                                }
-                            },
-                            {
-                                "resource": {
-                                    "resourceType": "MedicationDispense",
-                                    "status": "completed",
-                                    "contained": [
-                                        {
-                                            "resourceType": "MedicationRequest",
-                                            "id": "m1",
-                                            "identifier": [
-                                                {
-                                                    "system": "https://fhir.nhs.uk/Id/prescription-order-item-number",
-                                                    "value": item,
-                                                }
-                                            ],
-                                            "groupIdentifier": {
-                                                "system": "https://fhir.nhs.uk/Id/prescription-order-number",
-                                                "value": prescription_id,
-                                            },
-                                        }
-                                    ],
-                                    "type": {
-                                        "coding": [
-                                            {
-                                                "system": "https://fhir.nhs.uk/CodeSystem/medicationdispense-type",
-                                                "code": "0001",
-                                            }
-                                        ]
-                                    },
-                                    "extension": [
-                                        {
-                                            "url": "https://fhir.nhs.uk/StructureDefinition/Extension-EPS-TaskBusinessStatus",
-                                            "valueCoding": {"code": "0006"},
-                                        }
-                                    ],
-                                }
-                            },
-                            {
-                                "resource": {
-                                    "resourceType": "Organization",
-                                    "identifier": [{"system": ODS, "value": pharmacy}],
-                                }
-                            },
-                        ],
-                    },
+                    dispense_body(prescription_id, item, pharmacy),
                 )
 
         async def claim(prescription_id: str) -> None:
@@ -341,46 +392,7 @@ async def run(flow: Flow, count: int, concurrency: int) -> dict[str, Any]:
                 await call(
                     dispenser_token,
                     "Claim",
-                    {
-                        "resourceType": "Claim",
-                        "identifier": [
-                            {
-                                "system": "https://tools.ietf.org/html/rfc4122",
-                                "value": str(uuid.uuid4()),
-                            }
-                        ],
-                        "patient": {
-                            "identifier": {
-                                "system": "https://fhir.nhs.uk/Id/nhs-number",
-                                "value": "9000000017",
-                            }
-                        },
-                        "prescription": {
-                            "extension": [
-                                {
-                                    "url": "https://fhir.nhs.uk/StructureDefinition/Extension-DM-GroupIdentifier",
-                                    "extension": [
-                                        {
-                                            "url": "shortForm",
-                                            "valueIdentifier": {
-                                                "system": "https://fhir.nhs.uk/Id/prescription-order-number",
-                                                "value": prescription_id,
-                                            },
-                                        }
-                                    ],
-                                }
-                            ]
-                        },
-                        "provider": {"reference": "#provider"},
-                        "contained": [
-                            {
-                                "resourceType": "Organization",
-                                "id": "provider",
-                                "identifier": [{"system": ODS, "value": pharmacy}],
-                            }
-                        ],
-                        "item": [{"sequence": 1}],
-                    },
+                    claim_body(prescription_id, pharmacy),
                 )
 
         for name, jobs in (
