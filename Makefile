@@ -43,7 +43,7 @@ bench: install ## The harness: bulk load, PDS read, search and the Spine mix aga
 	$(BIN)/python -m bench.report --plot docs/benchmarks.png
 
 reliability: install ## The reliability suite at full length (>= 10,000 fuzzed requests, 6 SIGKILLs a store); figures in bench/results/reliability (PostgreSQL parts need OPENSPINE_TEST_POSTGRES_URL)
-	OPENSPINE_FUZZ_EXAMPLES=300 OPENSPINE_CRASH_KILLS=6 OPENSPINE_RELIABILITY_REPORT=bench/results/reliability \
+	OPENSPINE_FUZZ_EXAMPLES=300 OPENSPINE_FUZZ_RANDOM=1 OPENSPINE_CRASH_KILLS=6 OPENSPINE_RELIABILITY_REPORT=bench/results/reliability \
 		$(BIN)/pytest tests/reliability --timeout 2400
 
 clean: ## Remove the virtualenv, caches and demo data

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -54,12 +55,12 @@ class Callers:
             for rp in user["role_profiles"]
         ]
 
-    def _token(self, cache_key: str, form: dict[str, str] | None = None) -> str:
+    def _token(self, cache_key: str, form: Callable[[], dict[str, str]]) -> str:
+        """A cached token, or a new one from the token endpoint (``form`` builds the request)."""
         cached = self._cache.get(cache_key)
         if cached is not None and time.monotonic() - cached[0] < REUSE_SECONDS:
             return cached[1]
-        assert form is not None
-        response = httpx.post(f"{self.base_url}/oauth2/token", data=form, timeout=30)
+        response = httpx.post(f"{self.base_url}/oauth2/token", data=form(), timeout=30)
         assert response.status_code == 200, response.text
         token = str(response.json()["access_token"])
         self._cache[cache_key] = (time.monotonic(), token)
@@ -71,36 +72,36 @@ class Callers:
         return self.role_profile(user_id, rp_id)
 
     def role_profile(self, user_id: str, rp_id: str) -> str:
-        key = f"user:{user_id}:{rp_id}"
-        if key in self._cache and time.monotonic() - self._cache[key][0] < REUSE_SECONDS:
-            return self._cache[key][1]
         idp = self.creds["identity_provider"]
-        subject = id_token(
-            self._idp_key(),
-            idp["kid"],
-            issuer=idp["issuer"],
-            client_id=CLINICAL,
-            user_id=user_id,
-            role_profile_id=rp_id,
-        )
-        return self._token(key, user_token_form(self._assertion(CLINICAL), subject))
+
+        def form() -> dict[str, str]:
+            subject = id_token(
+                self._idp_key(),
+                idp["kid"],
+                issuer=idp["issuer"],
+                client_id=CLINICAL,
+                user_id=user_id,
+                role_profile_id=rp_id,
+            )
+            return user_token_form(self._assertion(CLINICAL), subject)
+
+        return self._token(f"user:{user_id}:{rp_id}", form)
 
     def app(self) -> str:
-        if "app" in self._cache and time.monotonic() - self._cache["app"][0] < REUSE_SECONDS:
-            return self._cache["app"][1]
-        return self._token("app", app_token_form(self._assertion(BACKEND)))
+        return self._token("app", lambda: app_token_form(self._assertion(BACKEND)))
 
     def patient(self, nhs_number: str) -> str:
-        key = f"patient:{nhs_number}"
-        if key in self._cache and time.monotonic() - self._cache[key][0] < REUSE_SECONDS:
-            return self._cache[key][1]
         idp = self.creds["identity_provider"]
-        subject = patient_id_token(
-            self._idp_key(),
-            idp["kid"],
-            issuer=idp["issuer"],
-            client_id=PATIENT_APP,
-            nhs_number=nhs_number,
-            proofing_level="P9",
-        )
-        return self._token(key, user_token_form(self._assertion(PATIENT_APP), subject))
+
+        def form() -> dict[str, str]:
+            subject = patient_id_token(
+                self._idp_key(),
+                idp["kid"],
+                issuer=idp["issuer"],
+                client_id=PATIENT_APP,
+                nhs_number=nhs_number,
+                proofing_level="P9",
+            )
+            return user_token_form(self._assertion(PATIENT_APP), subject)
+
+        return self._token(f"patient:{nhs_number}", form)

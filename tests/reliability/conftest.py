@@ -1,7 +1,8 @@
 """A live OpenSpine (demo population, MESH sandbox mailboxes) for the reliability suites.
 
-Every response the suites receive from it passes through :class:`Recorder`, which applies the
-data-protection scan; the log scan reads the server's stdout and stderr when the suites end.
+The fuzzing and hostile-input suites record each response they get with
+:class:`Recorder`, which applies the data-protection scan; the fuzzing suite ends with the scan
+of the server's log for patient data.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from tests.reliability.protection import exposures
 #: How many generated requests the fuzzing suite makes per operation (CI: a quick run;
 #: ``make reliability`` sets more, see docs/reliability.md).
 FUZZ_EXAMPLES = int(os.environ.get("OPENSPINE_FUZZ_EXAMPLES", "12"))
+#: Fresh random examples each run (``make reliability``); otherwise the same ones every time.
+FUZZ_RANDOM = os.environ.get("OPENSPINE_FUZZ_RANDOM") == "1"
 #: Where the suites write their figures (``make reliability`` sets it; docs/reliability.md).
 REPORT_DIR = os.environ.get("OPENSPINE_RELIABILITY_REPORT")
 
