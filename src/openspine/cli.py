@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import click
 import httpx
@@ -24,6 +25,7 @@ from openspine.platform.audit.verify import VerificationResult, verify_chain
 from openspine.platform.errors import SpineError
 from openspine.platform.security.keys import load_private_key
 from openspine.platform.storage.migrate import upgrade
+from openspine.platform.storage.ports import StoreUnavailable
 from openspine.settings import Settings, SettingsError
 from openspine.synth.credentials import (
     app_token_form,
@@ -68,7 +70,19 @@ def _settings(data_dir: Path, base_url: str | None = None) -> Settings:
         raise click.ClickException(str(exc)) from None
 
 
-@click.group()
+class _Commands(click.Group):
+    """Operator-facing failures end with a one-line reason and exit status 1, not a trace."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except StoreUnavailable as exc:
+            raise click.ClickException(
+                f"the store is unavailable ({exc}); check that it is running and reachable"
+            ) from None
+
+
+@click.group(cls=_Commands)
 @click.version_option(package_name="openspine")
 def main() -> None:
     """OpenSpine: an open-source national health information exchange."""

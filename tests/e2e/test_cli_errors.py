@@ -1,0 +1,33 @@
+"""The command line tells an operator what is wrong in one line, never with a stack trace."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from openspine.settings import SETTINGS_FILE
+from openspine.synth.demo import create_keys_and_settings
+
+pytestmark = pytest.mark.e2e
+
+
+def test_an_unreachable_store_is_one_clear_line(tmp_path: Path) -> None:
+    create_keys_and_settings(tmp_path)
+    settings = json.loads((tmp_path / SETTINGS_FILE).read_text())
+    settings["store_url"] = "postgresql://postgres:secret@127.0.0.1:1/nowhere"
+    (tmp_path / SETTINGS_FILE).write_text(json.dumps(settings))
+    result = subprocess.run(
+        [sys.executable, "-m", "openspine.cli", "audit", "verify", "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "the store is unavailable" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert "secret" not in result.stderr + result.stdout
