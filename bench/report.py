@@ -1,4 +1,4 @@
-"""Tables and a plot of the latest harness results (bench/results/*.json).
+"""Tables and a plot of the latest harness results (bench/results/*.json and scale/*.json).
 
     python -m bench.report [--plot docs/benchmarks.png]
 
@@ -22,7 +22,7 @@ ORDER = ("pds-read", "pds-search", "pds-mix")
 
 def _runs() -> list[dict[str, Any]]:
     runs = []
-    for path in sorted(RESULTS.glob("pds-*.json")):
+    for path in sorted([*RESULTS.glob("pds-*.json"), *(RESULTS / "scale").glob("pds-*.json")]):
         data = json.loads(path.read_text())
         if "openspine" in data and "ceiling" in data:
             runs.append(data)
@@ -31,24 +31,24 @@ def _runs() -> list[dict[str, Any]]:
 
 def table(runs: list[dict[str, Any]]) -> str:
     rows = [
-        "| scenario | patients | conns | req/s | p50 ms | p99 ms | errors + non-2xx"
+        "| scenario | patients | conns | req/s | p50 ms | p95 ms | p99 ms | errors + non-2xx"
         " | server CPU % | wrk CPU % | ceiling req/s | ratio |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in runs:
         o, c = r["openspine"], r["ceiling"]
         rows.append(
             f"| {r['scenario'].removeprefix('pds-')} | {r['patients']:,} | {r['connections']}"
-            f" | {o['rps']:,.0f} | {o['p50_ms']:.1f} | {o['p99_ms']:.1f}"
+            f" | {o['rps']:,.0f} | {o['p50_ms']:.1f} | {o['p95_ms']:.1f} | {o['p99_ms']:.1f}"
             f" | {o['errors'] + o['non2xx']} | {o['server_cpu_percent']:.0f}"
             f" | {o.get('load_generator_cpu_percent', float('nan')):.0f}"
             f" | {c['rps']:,.0f} | {r['ratio']:.1%} |"
         )
-    for path in sorted(RESULTS.glob("load-*.json")):
+    for path in sorted([*RESULTS.glob("load-*.json"), *(RESULTS / "scale").glob("load-*.json")]):
         load = json.loads(path.read_text())
         rows.append(
             f"| bulk load | {load['patients']:,} | - | {load['patients_per_s']:,.0f} patients/s"
-            " | - | - | - | - | - | - | - |"
+            " | - | - | - | - | - | - | - | - |"
         )
     return "\n".join(rows)
 
