@@ -174,7 +174,9 @@ def _mesh_worker(writer: Writer, worker: int) -> None:
                     "Accept": V2,
                 },
             )
-        except (httpx.TransportError, ServerGone):
+        except ServerGone:
+            return
+        except httpx.TransportError:
             with writer.ledger.lock:
                 writer.ledger.mesh_in_doubt += 1
             time.sleep(0.2)

@@ -4,7 +4,9 @@ Reads run on the caller's thread with a per-thread read-only connection (a point
 10 µs, cheaper than any thread hop). Writes are queued to one writer thread per process, which
 takes everything waiting (up to ``max_batch``), applies each write set inside its own SAVEPOINT
 of one ``BEGIN IMMEDIATE`` transaction, commits once (fsync with ``synchronous=FULL``) and only
-then answers every waiting request. A write set that fails rolls back to its savepoint alone.
+then answers every waiting request, waking each event loop once per batch. A write set that
+fails rolls back to its savepoint alone; a read's audit-only write set cannot fail alone, so it
+needs no savepoint, and the batch's read audit rows go in with one ``executemany`` (ADR 0013).
 Several processes may share the file: ``BEGIN IMMEDIATE`` serialises their writers.
 """
 
