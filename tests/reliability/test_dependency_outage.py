@@ -1,12 +1,15 @@
 """PostgreSQL goes away mid-load: requests get 503 with Retry-After, and the server recovers alone.
 
-The server reaches PostgreSQL through a TCP proxy owned by the test. Cutting the proxy (every
-connection reset, new ones refused) is what the server sees when the database stops or the
-network to it fails; restoring it is the database coming back. Under a write load (PDS patches,
-retried with the same X-Request-ID after a 503, as a client should) and a read load:
-- while cut: answers are 503 with Retry-After and an OperationOutcome, never another 5xx, and
+Two ways of taking it away, the same checks:
+- network-cut: the server reaches PostgreSQL through a TCP proxy owned by the test; cutting it
+  resets every connection and refuses new ones, as a failed network or host does;
+- postgres-stop: the database server itself is stopped (fast shutdown) and started again, with
+  the command in OPENSPINE_TEST_POSTGRES_CTL (CI sets ``pg_ctlcluster <version> main``).
+Under a write load (PDS patches, retried with the same X-Request-ID after a 503, as a client
+should) and a read load:
+- while away: answers are 503 with Retry-After and an OperationOutcome, never another 5xx, and
   they come quickly (no request hangs on the dead database);
-- after restore, with no restart: reads and writes succeed again;
+- after it returns, with no restart: reads and writes succeed again;
 - every acknowledged patch is there exactly once, and the audit chain verifies.
 """
 
@@ -14,12 +17,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import socket
 import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -35,6 +40,8 @@ pytestmark = pytest.mark.e2e
 
 PDS = "/personal-demographics/FHIR/R4"
 PG_URL = os.environ.get("OPENSPINE_TEST_POSTGRES_URL")
+#: A command that stops and starts the test PostgreSQL (``pg_ctlcluster 15 main``); CI sets it.
+PG_CTL = os.environ.get("OPENSPINE_TEST_POSTGRES_CTL")
 
 
 class Proxy:
@@ -103,6 +110,64 @@ class Proxy:
         self.start()
 
 
+@dataclass
+class Outage:
+    """How the test takes PostgreSQL away and brings it back, and the URL the server uses."""
+
+    kind: str
+    url: str
+    cut: Callable[[], None]
+    restore: Callable[[], None]
+
+
+def _wait_for_postgres(url: str) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with psycopg.connect(url, connect_timeout=2):
+                return
+        except psycopg.Error:
+            time.sleep(0.5)
+    raise AssertionError("PostgreSQL did not come back")
+
+
+@pytest.fixture(params=["network-cut", "postgres-stop"])
+def outage(request: pytest.FixtureRequest, database: str) -> Iterator[Outage]:
+    assert PG_URL is not None
+    direct = PG_URL.rsplit("/", 1)[0] + f"/{database}"
+    if request.param == "postgres-stop":
+        if not PG_CTL:
+            pytest.skip("OPENSPINE_TEST_POSTGRES_CTL is not set (CI sets it: pg_ctlcluster …)")
+        ctl = shlex.split(PG_CTL)
+
+        def stop() -> None:
+            subprocess.run([*ctl, "stop", "-m", "fast"], check=True, timeout=60)
+
+        def start() -> None:
+            # Exit status 2 is "already running"; whether it is up is what the wait checks.
+            subprocess.run([*ctl, "start"], check=False, timeout=60, capture_output=True)
+            _wait_for_postgres(direct)
+
+        try:
+            yield Outage("postgres-stop", direct, stop, start)
+        finally:
+            start()  # whatever happened, the server is left running for the tests after
+        return
+    conninfo = psycopg.conninfo.conninfo_to_dict(PG_URL)
+    proxy = Proxy((str(conninfo.get("host", "127.0.0.1")), int(conninfo.get("port", 5432))))
+    proxy.start()
+    auth = PG_URL.split("//", 1)[1].rsplit("@", 1)[0]
+    try:
+        yield Outage(
+            "network-cut",
+            f"postgresql://{auth}@127.0.0.1:{proxy.port}/{database}",
+            proxy.cut,
+            proxy.restore,
+        )
+    finally:
+        proxy.cut()
+
+
 @pytest.fixture
 def database() -> Iterator[str]:
     if not PG_URL:
@@ -117,13 +182,8 @@ def database() -> Iterator[str]:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def test_postgres_outage_gives_503_and_the_server_recovers(tmp_path: Path, database: str) -> None:
-    assert PG_URL is not None
-    conninfo = psycopg.conninfo.conninfo_to_dict(PG_URL)
-    proxy = Proxy((str(conninfo.get("host", "127.0.0.1")), int(conninfo.get("port", 5432))))
-    proxy.start()
-    auth = PG_URL.split("//", 1)[1].rsplit("@", 1)[0]
-    url = f"postgresql://{auth}@127.0.0.1:{proxy.port}/{database}"
+def test_postgres_outage_gives_503_and_the_server_recovers(tmp_path: Path, outage: Outage) -> None:
+    url = outage.url
     server = Server(tmp_path / "store", tmp_path / "server.log", patients=10, store_url=url)
     server.start(first=True)
     try:
@@ -187,7 +247,7 @@ def test_postgres_outage_gives_503_and_the_server_recovers(tmp_path: Path, datab
 
         for i in range(10):
             patch_once("male" if i % 2 == 0 else "female")
-        proxy.cut()
+        outage.cut()
         during = [read() for _ in range(5)]
         assert set(during) == {503}, during
         failed_write = call(
@@ -203,7 +263,7 @@ def test_postgres_outage_gives_503_and_the_server_recovers(tmp_path: Path, datab
         )
         assert failed_write.status_code == 503
         time.sleep(2)
-        proxy.restore()
+        outage.restore()
         for i in range(10):
             patch_once("male" if i % 2 == 0 else "female")
         assert read() == 200
@@ -224,9 +284,8 @@ def test_postgres_outage_gives_503_and_the_server_recovers(tmp_path: Path, datab
         assert verified.returncode == 0, verified.stdout + verified.stderr
     finally:
         server.stop()
-        proxy.cut()
     report(
-        "outage-postgres",
+        f"outage-{outage.kind}",
         {
             "patches_acknowledged": acknowledged,
             "statuses": dict(sorted(statuses.items())),
