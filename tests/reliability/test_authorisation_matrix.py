@@ -17,12 +17,14 @@ import dataclasses
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import jwt
 import pytest
 from mesh_client import AuthTokenGenerator
+from starlette.applications import Starlette
 from starlette.routing import Route
 
 from openspine.app import create_app
@@ -153,8 +155,14 @@ def generated(route: SecuredRoute, caller: str, clients: Clients) -> bool:
     return route.permission is None or route.permission in _permissions(caller, clients)
 
 
+@dataclass
+class Matrix:
+    app: Starlette
+    http: httpx.AsyncClient
+
+
 @pytest.fixture
-async def matrix_client(demo_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+async def matrix(demo_settings: Settings) -> AsyncIterator[Matrix]:
     settings = dataclasses.replace(
         demo_settings, mesh_sandbox=True, mesh_shared_key=Secret("TestKey")
     )
@@ -162,8 +170,7 @@ async def matrix_client(demo_settings: Settings) -> AsyncIterator[httpx.AsyncCli
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as http:
-            http.app = app  # type: ignore[attr-defined]
-            yield http
+            yield Matrix(app, http)
 
 
 def _resign(token: str, key: Any, **changes: Any) -> str:
@@ -229,9 +236,9 @@ def _secured(app: Any) -> list[tuple[SecuredRoute, str]]:
 
 
 async def test_generated_matrix_matches_the_hand_written_table(
-    matrix_client: httpx.AsyncClient, clients: Clients
+    matrix: Matrix, clients: Clients
 ) -> None:
-    secured = _secured(matrix_client.app)  # type: ignore[attr-defined]
+    secured = _secured(matrix.app)
     assert {(m, r.path) for r, m in secured} == set(EXPECTED), "a route has no expectation"
     for route, method in secured:
         allowed = {c for c in CALLERS if generated(route, c, clients)}
@@ -239,14 +246,14 @@ async def test_generated_matrix_matches_the_hand_written_table(
 
 
 async def test_every_secured_route_allows_and_denies_as_the_table_says(
-    matrix_client: httpx.AsyncClient, clients: Clients, demo_settings: Settings
+    matrix: Matrix, clients: Clients, demo_settings: Settings
 ) -> None:
-    tokens = await _tokens(matrix_client, clients, demo_settings)
+    tokens = await _tokens(matrix.http, clients, demo_settings)
     wrong = []
     cells = 0
-    for route, method in _secured(matrix_client.app):  # type: ignore[attr-defined]
+    for route, method in _secured(matrix.app):  # type: ignore[attr-defined]
         for caller in CALLERS:
-            response = await _call(matrix_client, route, method, tokens[caller])
+            response = await _call(matrix.http, route, method, tokens[caller])
             cells += 1
             allowed = caller in EXPECTED[(method, route.path)]
             denied_as = 401 if caller in UNUSABLE else 403
@@ -261,28 +268,24 @@ async def test_every_secured_route_allows_and_denies_as_the_table_says(
 
 
 async def test_process_message_checks_the_event_permission(
-    matrix_client: httpx.AsyncClient, clients: Clients, demo_settings: Settings
+    matrix: Matrix, clients: Clients, demo_settings: Settings
 ) -> None:
-    tokens = await _tokens(matrix_client, clients, demo_settings)
-    route = next(
-        r
-        for r, m in _secured(matrix_client.app)
-        if r.path.endswith("$process-message")  # type: ignore[attr-defined]
-    )
+    tokens = await _tokens(matrix.http, clients, demo_settings)
+    route = next(r for r, m in _secured(matrix.app) if r.path.endswith("$process-message"))
     for event, allowed in EVENTS.items():
         for caller in VALID:
-            response = await _call(matrix_client, route, "POST", tokens[caller], message(event))
+            response = await _call(matrix.http, route, "POST", tokens[caller], message(event))
             ok = caller in allowed
             assert (response.status_code != 403) == ok, f"{caller} {event}: {response.text}"
 
 
 async def test_mesh_and_public_routes(
-    matrix_client: httpx.AsyncClient, clients: Clients, demo_settings: Settings
+    matrix: Matrix, clients: Clients, demo_settings: Settings
 ) -> None:
     """MESH takes only its own NHSMESH token: a bearer token of any kind is refused (403);
     the public routes answer everyone."""
-    tokens = await _tokens(matrix_client, clients, demo_settings)
-    app = matrix_client.app  # type: ignore[attr-defined]
+    tokens = await _tokens(matrix.http, clients, demo_settings)
+    app = matrix.app
     seen = set()
     for route in app.routes:
         if not isinstance(route, Route) or isinstance(route, SecuredRoute):
@@ -292,7 +295,7 @@ async def test_mesh_and_public_routes(
         for method in sorted((route.methods or set()) - {"HEAD"}):
             seen.add(route.path)
             for caller in ("no-token", "gp", "app", "other-patient"):
-                response = await _call(matrix_client, route, method, tokens[caller])
+                response = await _call(matrix.http, route, method, tokens[caller])
                 if route.path.startswith(MESH) and "{mailbox_id}" in route.path:
                     assert response.status_code == 403, f"{caller} {method} {route.path}"
                 else:
@@ -301,6 +304,6 @@ async def test_mesh_and_public_routes(
             verb = sorted((route.methods or set()) - {"HEAD"})[0]
             _, path, _, _ = _request(route, verb, None)
             token = AuthTokenGenerator(b"TestKey", "ALICE", "password").generate_token()
-            response = await matrix_client.request(verb, path, headers={"Authorization": token})
+            response = await matrix.http.request(verb, path, headers={"Authorization": token})
             assert response.status_code != 403, f"NHSMESH {verb} {route.path}"
     assert set(PUBLIC) <= seen
