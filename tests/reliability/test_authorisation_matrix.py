@@ -251,7 +251,7 @@ async def test_every_secured_route_allows_and_denies_as_the_table_says(
     tokens = await _tokens(matrix.http, clients, demo_settings)
     wrong = []
     cells = 0
-    for route, method in _secured(matrix.app):  # type: ignore[attr-defined]
+    for route, method in _secured(matrix.app):
         for caller in CALLERS:
             response = await _call(matrix.http, route, method, tokens[caller])
             cells += 1
