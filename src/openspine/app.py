@@ -158,12 +158,12 @@ def create_app(settings: Settings) -> Starlette:
         *directory_routes.routes(platform.store, base_url),
         *eps_routes.routes(platform.eps),
     ]
-    openapi = json.dumps(openapi_document(routes, version=__version__)).encode()
 
     async def openapi_json(request: Request) -> Response:
         return Response(openapi, media_type="application/json")
 
     routes.append(Route("/openapi.json", openapi_json))
+    openapi = json.dumps(openapi_document(routes, version=__version__)).encode()
     app = Starlette(
         routes=routes,
         middleware=[
