@@ -145,17 +145,21 @@ async def build_store(data_dir: Path, patients: int) -> list[tuple[str, str, str
     return sample_people(patients)
 
 
-def sample_people(patients: int) -> list[tuple[str, str, str, str]]:
-    """The first 5,000 patients of the store (the population depends on its size)."""
-    from itertools import islice
+def sample_people(patients: int, count: int = 5000) -> list[tuple[str, str, str, str]]:
+    """``count`` patients of the store, spread over it: the same share of each of up to 50
+    evenly spaced blocks of the generator, so reads and searches touch the whole store (the
+    first 5,000 alone were written together and sit together on disk)."""
+    from openspine.synth.population import PatientMaker, Population
 
-    from openspine.synth.population import Population
-    from openspine.synth.population import patients as generate
-
+    maker = PatientMaker(Population(seed=1, size=patients))
+    spread = min(50, maker.blocks)
+    chosen = [maker.block(i * maker.blocks // spread) for i in range(spread)]
+    share = -(-count // spread)
     return [
         (p.nhs_number, p.family or "", p.given[0] if p.given else "", p.birth_date or "")
-        for p in islice(generate(Population(seed=1, size=patients)), 5000)
-    ]
+        for block in chosen
+        for p in block[:share]
+    ][:count]
 
 
 def report_load(patients: int, seconds: float) -> None:

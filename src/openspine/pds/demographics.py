@@ -73,15 +73,18 @@ def _ended(item: dict[str, Any], today: str) -> bool:
 
 def historic_flags(items: list[dict[str, Any]], today: str, *keys: str) -> list[bool]:
     """For each address or telecom: is it historic (see the module docstring)?"""
+    ended = [_ended(item, today) for item in items]
+    if not any(ended):  # the usual case: only ``use`` decides
+        return [item.get("use") == "old" for item in items]
     current_kinds = {
         tuple(item.get(k) for k in keys)
-        for item in items
-        if item.get("use") != "old" and not _ended(item, today)
+        for item, item_ended in zip(items, ended, strict=True)
+        if item.get("use") != "old" and not item_ended
     }
     return [
         item.get("use") == "old"
-        or (_ended(item, today) and tuple(item.get(k) for k in keys) in current_kinds)
-        for item in items
+        or (item_ended and tuple(item.get(k) for k in keys) in current_kinds)
+        for item, item_ended in zip(items, ended, strict=True)
     ]
 
 

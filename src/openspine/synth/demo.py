@@ -41,10 +41,10 @@ from openspine.platform.storage.migrate import upgrade
 from openspine.platform.storage.ports import ResourceState, Store, WriteSet
 from openspine.settings import SETTINGS_FILE, Settings
 from openspine.synth.directory_demo import demo_systems
-from openspine.synth.loader import load_patients, patient_put
+from openspine.synth.loader import load_population, patient_put
 from openspine.synth.mesh_demo import credentials_section, register_demo_mailboxes
 from openspine.synth.people import DEMO_APPS, demo_users
-from openspine.synth.population import Population, organisations, patients
+from openspine.synth.population import Population, organisations
 from openspine.synth.related import related_person_puts
 from openspine.synth.sandbox import INVALIDATED, SANDBOX_ODS, SANDBOX_PATIENTS, SUPERSEDED
 from openspine.synth.signing import certificate_file, key_file, with_signing_certificates
@@ -177,8 +177,7 @@ async def create_demo_store(
         *(patient_put(p, ResourceState.SUPERSEDED, survivor) for survivor, p in SUPERSEDED.items()),
         *(patient_put(p, ResourceState.INVALIDATED) for p in INVALIDATED),
     ]
-    generated = (patient_put(p) for p in patients(population))
-    return await load_patients(store, chain(special, generated), progress)
+    return await load_population(store, population, special, progress)
 
 
 def _kid(path: Path) -> str:

@@ -10,10 +10,12 @@ permutation of 910000000-999999999, check digit 10 skipped) and never clash with
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from bisect import bisect
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
-from itertools import accumulate
+from itertools import accumulate, islice
+from typing import TypeVar
 
 from faker.providers.address.en_GB import Provider as AddressWords
 from faker.providers.person.en_GB import Provider as PersonWords
@@ -22,10 +24,27 @@ from nhs_number.validate import calculate_checksum
 from openspine.directory.domain import Organisation, OrganisationRole
 from openspine.synth.patients import PatientFacts
 
-__all__ = ["Population", "nhs_numbers", "organisations", "patients"]
+__all__ = [
+    "BLOCK",
+    "MAX_SIZE",
+    "PatientMaker",
+    "Population",
+    "nhs_numbers",
+    "organisations",
+    "patients",
+]
+
+T = TypeVar("T")
 
 _SPAN = 90_000_000
 _BASE = 910_000_000
+#: Patients are made in blocks. Each block has its own random stream and its own range of NHS
+#: number stems, so blocks can be made in any order or in parallel and come out the same.
+BLOCK = 5000
+#: About one stem in eleven has no valid check digit; a quarter more stems than patients leaves
+#: a wide margin (a shortfall is checked, not assumed).
+_STEMS_PER_BLOCK = BLOCK * 5 // 4
+MAX_SIZE = _SPAN // _STEMS_PER_BLOCK * BLOCK
 _TOWNS = (
     ("Leeds", "LS"),
     ("Manchester", "M"),
@@ -65,6 +84,10 @@ _STREET_TYPES = (
 _LETTERS = "ABDEFGHJLNPQRSTUWXYZ"
 _SURNAMES = tuple(PersonWords.last_names)
 _SURNAME_WEIGHTS = tuple(accumulate(PersonWords.last_names.values()))
+_MALE = tuple(PersonWords.first_names_male)
+_FEMALE = tuple(PersonWords.first_names_female)
+_STREET_SUFFIXES = tuple(AddressWords.street_suffixes)
+_EPOCH = date(1920, 1, 1)
 
 
 def _surname(rng: random.Random) -> str:
@@ -85,14 +108,15 @@ class Population:
         return max(3, self.size // 4000)
 
 
-def nhs_numbers(seed: int) -> Iterator[str]:
-    """An endless, deterministic sequence of distinct valid test-range NHS numbers."""
+def nhs_numbers(seed: int, first: int = 0, stop: int = _SPAN) -> Iterator[str]:
+    """Distinct valid test-range NHS numbers from stems ``first`` to ``stop`` of the seed's
+    permutation: the same numbers for the same seed, and none shared by disjoint stem ranges."""
     rng = random.Random(seed)
     step = rng.randrange(1_000_003, 9_999_991)
     while step % 2 == 0 or step % 3 == 0 or step % 5 == 0:  # coprime with 90,000,000
         step += 1
     offset = rng.randrange(_SPAN)
-    for i in range(_SPAN):
+    for i in range(first, min(stop, _SPAN)):
         stem = str(_BASE + (offset + i * step) % _SPAN)
         check = calculate_checksum(stem)
         if check is not None and check != 10:
@@ -167,56 +191,100 @@ def organisations(population: Population) -> list[Organisation]:
     return orgs
 
 
-def patients(population: Population) -> Iterator[PatientFacts]:
-    """``population.size`` patients, the same ones for the same seed and size."""
-    rng = random.Random(population.seed)
-    practices = [o for o in organisations(population) if OrganisationRole.GP_PRACTICE in o.roles]
-    pharmacies = [o for o in organisations(population) if OrganisationRole.PHARMACY in o.roles]
-    male, female = PersonWords.first_names_male, PersonWords.first_names_female
-    streets = AddressWords.street_suffixes
-    epoch = date(1920, 1, 1)
-    numbers = nhs_numbers(population.seed)
-    for _ in range(population.size):
-        gender = "female" if rng.random() < 0.51 else "male"
-        if rng.random() < 0.004:
-            gender = "unknown" if rng.random() < 0.5 else "other"
-        firsts = female if gender == "female" else male
-        given = [rng.choice(firsts)]
-        if rng.random() < 0.35:
-            given.append(rng.choice(firsts))
-        practice = rng.choice(practices)
+class _Draw:
+    """Draws from one seeded stream, built on ``random()`` alone: ``randrange``, ``choice`` and
+    ``choices`` are pure Python and took most of a patient's making time."""
+
+    __slots__ = ("random",)
+
+    def __init__(self, seed: str) -> None:
+        self.random = random.Random(seed).random
+
+    def below(self, n: int) -> int:
+        return int(self.random() * n)
+
+    def between(self, low: int, high: int) -> int:
+        return low + int(self.random() * (high - low + 1))
+
+    def pick(self, items: Sequence[T]) -> T:
+        return items[int(self.random() * len(items))]
+
+    def surname(self) -> str:
+        return _SURNAMES[bisect(_SURNAME_WEIGHTS, self.random() * _SURNAME_WEIGHTS[-1])]
+
+    def postcode(self, area: str) -> str:
+        return (
+            f"{area}{self.between(1, 28)} {self.between(1, 9)}"
+            f"{self.pick(_LETTERS)}{self.pick(_LETTERS)}"
+        )
+
+
+class PatientMaker:
+    """Makes a population's patients block by block (``BLOCK`` patients each, the last fewer)."""
+
+    def __init__(self, population: Population) -> None:
+        if not 0 <= population.size <= MAX_SIZE:
+            raise ValueError(f"a population has 0 to {MAX_SIZE:,} patients")
+        self.population = population
+        orgs = organisations(population)
+        self._practices = [o for o in orgs if OrganisationRole.GP_PRACTICE in o.roles]
+        self._pharmacies = [o for o in orgs if OrganisationRole.PHARMACY in o.roles]
+
+    @property
+    def blocks(self) -> int:
+        return -(-self.population.size // BLOCK)
+
+    def block(self, index: int) -> list[PatientFacts]:
+        seed = self.population.seed
+        size = min(BLOCK, self.population.size - index * BLOCK)
+        first = index * _STEMS_PER_BLOCK
+        numbers = list(islice(nhs_numbers(seed, first, first + _STEMS_PER_BLOCK), size))
+        if len(numbers) < size:
+            raise RuntimeError(f"NHS number stems ran short in block {index}")
+        draw = _Draw(f"{seed}/{index}")
+        return [self._patient(draw, number) for number in numbers]
+
+    def _patient(self, d: _Draw, nhs_number: str) -> PatientFacts:
+        gender = "female" if d.random() < 0.51 else "male"
+        if d.random() < 0.004:
+            gender = "unknown" if d.random() < 0.5 else "other"
+        firsts = _FEMALE if gender == "female" else _MALE
+        given = [d.pick(firsts)]
+        if d.random() < 0.35:
+            given.append(d.pick(firsts))
+        practice = d.pick(self._practices)
         town, area = next(t for t in _TOWNS if t[0] == practice.town)
-        born = epoch + timedelta(days=rng.randrange(37_000))
-        family = _surname(rng)
-        street = f"{_surname(rng)} {rng.choice(_STREET_TYPES)}"
-        if rng.random() < 0.1:
-            street = f"{_surname(rng)} {rng.choice(streets)}"
-        moved = born + timedelta(days=rng.randrange(6000))
-        previous_family = _surname(rng) if gender == "female" and rng.random() < 0.25 else None
-        previous_postcode = _postcode(rng, area) if rng.random() < 0.2 else None
-        yield PatientFacts(
-            nhs_number=next(numbers),
-            restricted=rng.random() < 0.002,
+        born = _EPOCH + timedelta(days=d.below(37_000))
+        family = d.surname()
+        street = f"{d.surname()} {d.pick(_STREET_TYPES)}"
+        if d.random() < 0.1:
+            street = f"{d.surname()} {d.pick(_STREET_SUFFIXES)}"
+        moved = born + timedelta(days=d.below(6000))
+        previous_family = d.surname() if gender == "female" and d.random() < 0.25 else None
+        previous_postcode = d.postcode(area) if d.random() < 0.2 else None
+        return PatientFacts(
+            nhs_number=nhs_number,
+            restricted=d.random() < 0.002,
             family=family,
             given=given,
-            prefix=[("Mrs" if rng.random() < 0.5 else "Ms") if gender == "female" else "Mr"],
+            prefix=[("Mrs" if d.random() < 0.5 else "Ms") if gender == "female" else "Mr"],
             gender=gender,
             birth_date=born.isoformat(),
-            address_lines=[f"{rng.randint(1, 250)} {street}", town],
-            postcode=_postcode(rng, area),
+            address_lines=[f"{d.between(1, 250)} {street}", town],
+            postcode=d.postcode(area),
             address_since=moved.isoformat(),
-            phone=f"0{rng.randint(1000, 7999)}{rng.randint(100000, 999999)}",
+            phone=f"0{d.between(1000, 7999)}{d.between(100000, 999999)}",
             email=(
-                f"{given[0].lower()}.{family.lower()}{rng.randint(1, 99)}@example.com"
-                if rng.random() < 0.6
+                f"{given[0].lower()}.{family.lower()}{d.between(1, 99)}@example.com"
+                if d.random() < 0.6
                 else None
             ),
             gp_ods=practice.ods_code,
-            gp_since=(born + timedelta(days=rng.randrange(9000))).isoformat(),
-            pharmacy_ods=rng.choice(pharmacies).ods_code if rng.random() < 0.7 else None,
+            gp_since=(born + timedelta(days=d.below(9000))).isoformat(),
+            pharmacy_ods=d.pick(self._pharmacies).ods_code if d.random() < 0.7 else None,
             previous_family=previous_family,
             previous_address_lines=(
-                [f"{rng.randint(1, 250)} {_surname(rng)} {rng.choice(_STREET_TYPES)}", town]
+                [f"{d.between(1, 250)} {d.surname()} {d.pick(_STREET_TYPES)}", town]
                 if previous_postcode
                 else []
             ),
@@ -225,3 +293,10 @@ def patients(population: Population) -> Iterator[PatientFacts]:
             if previous_family or previous_postcode
             else None,
         )
+
+
+def patients(population: Population) -> Iterator[PatientFacts]:
+    """``population.size`` patients, the same ones for the same seed and size."""
+    maker = PatientMaker(population)
+    for index in range(maker.blocks):
+        yield from maker.block(index)

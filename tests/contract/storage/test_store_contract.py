@@ -155,6 +155,49 @@ async def test_search_keys_are_replaced_with_the_resource_and_scanned_in_byte_or
     assert len(await store.scan_index("Thing", "fd", "JONES", "JONES~", 10)) == 1
 
 
+async def test_keys_loaded_for_later_are_found_only_after_the_merge(
+    store_and_sql: tuple[Store, Execute],
+) -> None:
+    store, _ = store_and_sql
+    for block in range(3):  # several chunks, each with keys out of order
+        await store.bulk_load(  # type: ignore[arg-type]
+            [
+                PutResource(
+                    "Thing",
+                    f"p{block}{i}",
+                    1,
+                    b"{}",
+                    None,
+                    search_keys=(("fd", f"NAME{9 - i}|{block}"),),
+                )
+                for i in range(10)
+            ],
+            audit(),
+            index_later=True,
+        )
+        assert await store.count("Thing") == 10 * (block + 1)
+    assert await store.scan_index("Thing", "fd", "A", "Z~", 100) == []
+    assert await store.merge_pending_index() == 30
+    found = await store.scan_index("Thing", "fd", "A", "Z~", 100)
+    assert len(found) == 30
+    assert [value for _, value in found] == sorted(value for _, value in found)
+    assert await store.merge_pending_index() == 0
+    # The merged keys are the resource's own: an update replaces them.
+    moved = PutResource("Thing", "p05", 2, b"{}", 1, search_keys=(("fd", "OTHER|0"),))
+    await store.write(WriteSet(puts=[moved]))
+    assert await store.scan_index("Thing", "fd", "NAME4|0", "NAME4|0", 10) == []
+    assert await store.scan_index("Thing", "fd", "OTHER|", "OTHER|~", 10) == [("p05", "OTHER|0")]
+    # A later merge into a non-empty index keeps what is there.
+    await store.bulk_load(  # type: ignore[arg-type]
+        [PutResource("Thing", "late", 1, b"{}", None, search_keys=(("fd", "LATE|1"),))],
+        audit(),
+        index_later=True,
+    )
+    assert await store.merge_pending_index() == 1
+    assert len(await store.scan_index("Thing", "fd", "A", "Z~", 100)) == 31
+    assert (await verify_chain(store)).ok
+
+
 async def test_create_twice_is_refused(store_and_sql: tuple[Store, Execute]) -> None:
     store, _ = store_and_sql
     await store.write(WriteSet(puts=[put("c")]))

@@ -203,8 +203,18 @@ class Store(Protocol):
     async def write(self, writes: WriteSet) -> WriteResult:
         """Apply atomically; answer only once the commit is durable (group-committed)."""
 
-    async def bulk_load(self, resources: Iterable[PutResource], audit: AuditRecord) -> int:
-        """Insert many new resources in large transactions, with one audit event; return count."""
+    async def bulk_load(
+        self, resources: Iterable[PutResource], audit: AuditRecord, *, index_later: bool = False
+    ) -> int:
+        """Insert many new resources in one transaction, with one audit event; return count.
+
+        With ``index_later`` their search keys wait, unordered, until ``merge_pending_index``
+        (a large load of many chunks: the index is then filled in key order once, ADR 0014);
+        until then the resources can be read but not found by search.
+        """
+
+    async def merge_pending_index(self) -> int:
+        """Move every pending search key into the search index in key order; return the count."""
 
     async def get_idempotency(self, caller: str, request_id: str) -> IdempotencyRecord | None: ...
 

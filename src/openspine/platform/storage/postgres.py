@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -59,6 +60,20 @@ class _Q:
     NONCE_PURGE = for_postgres(SQL.NONCE_PURGE)
     IDEMPOTENCY_INSERT = for_postgres(SQL.IDEMPOTENCY_INSERT)
     IDEMPOTENCY_GET = for_postgres(SQL.IDEMPOTENCY_GET)
+    INDEX_PENDING_COUNT = SQL.INDEX_PENDING_COUNT
+    INDEX_PENDING_MERGE = SQL.INDEX_PENDING_MERGE
+    INDEX_PENDING_CLEAR = SQL.INDEX_PENDING_CLEAR
+
+
+@dataclass(frozen=True, slots=True)
+class _BulkLoad:
+    resources: list[PutResource]
+    audit: AuditRecord
+    index_later: bool
+
+
+#: The writer job that merges pending search keys (``merge_pending_index``).
+_MERGE_PENDING = object()
 
 
 def _now() -> str:
@@ -173,9 +188,16 @@ class PostgresStore:
         await self._queue.put((writes, future))
         return await future
 
-    async def bulk_load(self, resources: Iterable[PutResource], audit: AuditRecord) -> int:
+    async def bulk_load(
+        self, resources: Iterable[PutResource], audit: AuditRecord, *, index_later: bool = False
+    ) -> int:
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        await self._queue.put(((list(resources), audit), future))
+        await self._queue.put((_BulkLoad(list(resources), audit, index_later), future))
+        return await future
+
+    async def merge_pending_index(self) -> int:
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        await self._queue.put((_MERGE_PENDING, future))
         return await future
 
     # -- the writer task -----------------------------------------------------------------------
@@ -214,8 +236,10 @@ class PostgresStore:
                     async with conn.transaction():
                         if isinstance(job, WriteSet):
                             outcome: object = await self._apply(conn, job, cursor)
+                        elif job is _MERGE_PENDING:
+                            outcome = await self._merge_pending(conn)
                         else:
-                            outcome = await self._bulk(conn, job[0], job[1], cursor)
+                            outcome = await self._bulk(conn, job, cursor)
                 except StoreError as exc:
                     cursor.rewind(mark)
                     outcome = exc
@@ -228,12 +252,9 @@ class PostgresStore:
         return results
 
     async def _bulk(
-        self,
-        conn: psycopg.AsyncConnection[Any],
-        resources: list[PutResource],
-        audit: AuditRecord,
-        cursor: ChainCursor,
+        self, conn: psycopg.AsyncConnection[Any], job: _BulkLoad, cursor: ChainCursor
     ) -> int:
+        resources = job.resources
         now = _now()
         async with (
             conn.cursor() as cur,
@@ -257,13 +278,26 @@ class PostgresStore:
                 )
         async with (
             conn.cursor() as cur,
-            cur.copy("COPY search_index (resource_type, param, value, id) FROM STDIN") as copy,
+            cur.copy(
+                f"COPY {'search_index_pending' if job.index_later else 'search_index'}"
+                " (resource_type, param, value, id) FROM STDIN"
+            ) as copy,
         ):
             for r in resources:
                 for param, value in r.search_keys or ():
                     await copy.write_row((r.resource_type, param, value, r.id))
-        await conn.execute(_Q.AUDIT_INSERT, cursor.link(audit))
+        await conn.execute(_Q.AUDIT_INSERT, cursor.link(job.audit))
         return len(resources)
+
+    @staticmethod
+    async def _merge_pending(conn: psycopg.AsyncConnection[Any]) -> int:
+        cur = await conn.execute(_Q.INDEX_PENDING_COUNT)
+        row = await cur.fetchone()
+        pending = int(row[0]) if row is not None else 0
+        if pending:
+            await conn.execute(_Q.INDEX_PENDING_MERGE)
+            await conn.execute(_Q.INDEX_PENDING_CLEAR)
+        return pending
 
     async def _apply(
         self, conn: psycopg.AsyncConnection[Any], ws: WriteSet, cursor: ChainCursor

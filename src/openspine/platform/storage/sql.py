@@ -25,6 +25,23 @@ class SQL:
     )
     INDEX_DELETE = "DELETE FROM search_index WHERE resource_type = ? AND id = ?"
     INDEX_INSERT = "INSERT INTO search_index (resource_type, param, value, id) VALUES (?, ?, ?, ?)"
+    INDEX_PENDING_INSERT = (
+        "INSERT INTO search_index_pending (resource_type, param, value, id) VALUES (?, ?, ?, ?)"
+    )
+    INDEX_PENDING_COUNT = "SELECT count(*) FROM search_index_pending"
+    #: One sorted pass: the B-tree is filled in key order instead of at random (ADR 0014).
+    INDEX_PENDING_MERGE = (
+        "INSERT INTO search_index (resource_type, param, value, id)"
+        " SELECT resource_type, param, value, id FROM search_index_pending"
+        " ORDER BY resource_type, param, value, id"
+    )
+    INDEX_PENDING_CLEAR = "DELETE FROM search_index_pending"
+    INDEX_IS_EMPTY = "SELECT NOT EXISTS (SELECT 1 FROM search_index)"
+    #: The secondary index of migration 0002, rebuilt by one sort after filling an empty index.
+    INDEX_BY_RESOURCE_DROP = "DROP INDEX ix_search_index_resource"
+    INDEX_BY_RESOURCE_CREATE = (
+        "CREATE INDEX ix_search_index_resource ON search_index (resource_type, id)"
+    )
     INDEX_SCAN = (
         "SELECT id, value FROM search_index WHERE resource_type = ? AND param = ?"
         " AND value >= ? AND value <= ? ORDER BY value LIMIT ?"

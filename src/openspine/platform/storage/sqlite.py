@@ -49,6 +49,8 @@ _NONCE_PURGE_EVERY = 1000
 
 #: Page cache per connection (KiB): index inserts and range scans stay in memory.
 _CACHE_KIB = 256 * 1024
+#: Helper threads SQLite's sorter may use for a large ORDER BY or CREATE INDEX (ADR 0014).
+_SORTER_THREADS = 2
 
 
 def _now() -> str:
@@ -112,6 +114,7 @@ class SqliteStore:
         conn.execute("PRAGMA busy_timeout = 10000")
         conn.execute(f"PRAGMA synchronous = {self._synchronous}")
         conn.execute(f"PRAGMA cache_size = -{_CACHE_KIB}")
+        conn.execute(f"PRAGMA threads = {_SORTER_THREADS}")
         if read_only:
             conn.execute("PRAGMA query_only = 1")
         else:
@@ -202,7 +205,9 @@ class SqliteStore:
         self._queue.put((writes, asyncio.get_running_loop(), future))
         return await future
 
-    async def bulk_load(self, resources: Iterable[PutResource], audit: AuditRecord) -> int:
+    async def bulk_load(
+        self, resources: Iterable[PutResource], audit: AuditRecord, *, index_later: bool = False
+    ) -> int:
         resources = list(resources)
         rows = [
             (
@@ -223,14 +228,33 @@ class SqliteStore:
             for r in resources
             for param, value in r.search_keys or ()
         ]
+        insert_keys = SQL.INDEX_PENDING_INSERT if index_later else SQL.INDEX_INSERT
 
         def load(conn: sqlite3.Connection, cursor: ChainCursor) -> int:
             conn.executemany(SQL.INSERT, rows)
-            conn.executemany(SQL.INDEX_INSERT, keys)
+            conn.executemany(insert_keys, keys)
             conn.execute(SQL.AUDIT_INSERT, cursor.link(audit))
             return len(rows)
 
         return await self._exclusive(load)
+
+    async def merge_pending_index(self) -> int:
+        def merge(conn: sqlite3.Connection, cursor: ChainCursor) -> int:
+            pending = int(conn.execute(SQL.INDEX_PENDING_COUNT).fetchone()[0])
+            if pending == 0:
+                return 0
+            # Filling an empty index: its secondary index is built afterwards by one sort,
+            # not kept up to date row by row in resource order (which is random).
+            rebuild = bool(conn.execute(SQL.INDEX_IS_EMPTY).fetchone()[0])
+            if rebuild:
+                conn.execute(SQL.INDEX_BY_RESOURCE_DROP)
+            conn.execute(SQL.INDEX_PENDING_MERGE)
+            conn.execute(SQL.INDEX_PENDING_CLEAR)
+            if rebuild:
+                conn.execute(SQL.INDEX_BY_RESOURCE_CREATE)
+            return pending
+
+        return await self._exclusive(merge)
 
     async def _exclusive(self, job: Callable[[sqlite3.Connection, ChainCursor], T]) -> T:
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
