@@ -124,6 +124,8 @@ def create_app(settings: Settings) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await platform.store.start()
+        # Keys of a bulk load that stopped before its merge (ADR 0014): searchable from now on.
+        await platform.store.merge_pending_index()
         jobs = [asyncio.create_task(eps_jobs(platform.eps, settings.mesh_job_interval_seconds))]
         if platform.mesh is not None:
             if settings.mesh_sandbox:

@@ -7,12 +7,17 @@ of one ``BEGIN IMMEDIATE`` transaction, commits once (fsync with ``synchronous=F
 then answers every waiting request, waking each event loop once per batch. A write set that
 fails rolls back to its savepoint alone; a read's audit-only write set cannot fail alone, so it
 needs no savepoint, and the batch's read audit rows go in with one ``executemany`` (ADR 0013).
-Several processes may share the file: ``BEGIN IMMEDIATE`` serialises their writers.
+Several processes may share the file (``openspine serve --workers N``): their writers take
+turns through an exclusive ``flock`` on ``<store>.writer-lock``, which the kernel hands to the
+next waiter as soon as it is released; ``BEGIN IMMEDIATE`` alone would leave a waiting writer
+in SQLite's busy handler, which sleeps in steps of up to 100 ms (ADR 0014).
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
 import queue
 import sqlite3
 import threading
@@ -45,6 +50,7 @@ __all__ = ["SqliteStore"]
 T = TypeVar("T")
 _STOP = object()
 _NONCE_PURGE_EVERY = 1000
+_LOCK_FLAGS = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
 
 
 #: Page cache per connection (KiB): index inserts and range scans stay in memory.
@@ -269,6 +275,14 @@ class SqliteStore:
         except sqlite3.Error as exc:
             ready.put(exc)
             return
+        try:
+            lock = os.open(
+                self._path.with_name(self._path.name + ".writer-lock"), _LOCK_FLAGS, 0o600
+            )
+        except OSError as exc:
+            conn.close()
+            ready.put(exc)
+            return
         ready.put(None)
         try:
             while True:
@@ -285,8 +299,13 @@ class SqliteStore:
                         self._queue.put(_STOP)
                         break
                     batch.append(nxt)
-                self._run_batch(conn, batch)
+                fcntl.flock(lock, fcntl.LOCK_EX)  # blocks without the GIL
+                try:
+                    self._run_batch(conn, batch)
+                finally:
+                    fcntl.flock(lock, fcntl.LOCK_UN)
         finally:
+            os.close(lock)
             conn.close()
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[Any]) -> None:
