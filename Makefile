@@ -7,6 +7,8 @@ PORT ?= 8000
 PATIENTS ?= 10000
 BENCH_PATIENTS ?= 100000
 BENCH_SECONDS ?= 10
+#: Web workers of the server (and of the ceiling): 2 on a 2-core machine (ADR 0014).
+BENCH_WORKERS ?= 2
 
 .PHONY: help install run test lint typecheck unit contract api e2e bench bench-mesh bench-scale reliability clean
 
@@ -37,19 +39,20 @@ test: install lint typecheck ## Lint, type-check and run every test (PostgreSQL 
 
 bench: install ## The harness: bulk load, PDS read, search and the Spine mix against the raw ASGI ceiling (needs wrk); table and plot in docs/benchmarks.*
 	$(BIN)/python -m bench.run --scenario load --patients $(BENCH_PATIENTS)
-	$(BIN)/python -m bench.run --scenario read --patients $(BENCH_PATIENTS) --reuse-store --duration $(BENCH_SECONDS)
-	$(BIN)/python -m bench.run --scenario search --patients $(BENCH_PATIENTS) --reuse-store --duration $(BENCH_SECONDS)
-	$(BIN)/python -m bench.run --scenario mix --patients $(BENCH_PATIENTS) --reuse-store --duration $(BENCH_SECONDS)
+	$(BIN)/python -m bench.run --scenario read --patients $(BENCH_PATIENTS) --reuse-store --duration $(BENCH_SECONDS) --workers $(BENCH_WORKERS)
+	$(BIN)/python -m bench.run --scenario search --patients $(BENCH_PATIENTS) --reuse-store --duration $(BENCH_SECONDS) --workers $(BENCH_WORKERS)
+	$(BIN)/python -m bench.run --scenario mix --patients $(BENCH_PATIENTS) --reuse-store --duration $(BENCH_SECONDS) --workers $(BENCH_WORKERS)
 	$(BIN)/python -m bench.report --plot docs/benchmarks.png
 
 bench-mesh: install ## MESH against NHS's mesh-sandbox (PyPI) in the same run: 1 KiB send and receive+ack rates, a 1 GiB transfer
 	$(BIN)/python -m bench.mesh --duration 8 --processes 4 --big-mib 1024
 
-bench-scale: install ## PDS read and search on a 10M-patient store against the 100k one (about 40 min to build; ~35 GB)
+bench-scale: install ## PDS read and search on a 10M-patient store against the 100k one (about 25 min to build; ~25 GB)
 	OPENSPINE_BENCH_RESULTS=bench/results/scale $(BIN)/python -m bench.run --scenario load --patients 10000000
-	OPENSPINE_BENCH_RESULTS=bench/results/scale $(BIN)/python -m bench.run --scenario read --patients 10000000 --reuse-store --duration $(BENCH_SECONDS)
-	OPENSPINE_BENCH_RESULTS=bench/results/scale $(BIN)/python -m bench.run --scenario search --patients 10000000 --reuse-store --duration $(BENCH_SECONDS) --connections 4
-	$(BIN)/python -m bench.run --scenario search --patients $(BENCH_PATIENTS) --reuse-store --duration $(BENCH_SECONDS) --connections 4
+	OPENSPINE_BENCH_RESULTS=bench/results/scale $(BIN)/python -m bench.run --scenario read --patients 10000000 --reuse-store --duration $(BENCH_SECONDS) --workers $(BENCH_WORKERS)
+	OPENSPINE_BENCH_RESULTS=bench/results/scale $(BIN)/python -m bench.run --scenario search --patients 10000000 --reuse-store --duration $(BENCH_SECONDS) --connections 4 --workers $(BENCH_WORKERS)
+	$(BIN)/python -m bench.run --scenario read --patients $(BENCH_PATIENTS) --reuse-store --duration $(BENCH_SECONDS) --workers $(BENCH_WORKERS)
+	$(BIN)/python -m bench.run --scenario search --patients $(BENCH_PATIENTS) --reuse-store --duration $(BENCH_SECONDS) --connections 4 --workers $(BENCH_WORKERS)
 
 reliability: install ## The reliability suite at full length (>= 10,000 fuzzed requests, 6 SIGKILLs a store); figures in bench/results/reliability (PostgreSQL parts need OPENSPINE_TEST_POSTGRES_URL)
 	OPENSPINE_FUZZ_EXAMPLES=300 OPENSPINE_FUZZ_RANDOM=1 OPENSPINE_CRASH_KILLS=6 OPENSPINE_RELIABILITY_REPORT=bench/results/reliability \

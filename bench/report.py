@@ -26,19 +26,22 @@ def _runs() -> list[dict[str, Any]]:
         data = json.loads(path.read_text())
         if "openspine" in data and "ceiling" in data:
             runs.append(data)
-    return sorted(runs, key=lambda r: (ORDER.index(r["scenario"]), r["patients"]))
+    return sorted(
+        runs, key=lambda r: (ORDER.index(r["scenario"]), r["patients"], r.get("workers", 1))
+    )
 
 
 def table(runs: list[dict[str, Any]]) -> str:
     rows = [
-        "| scenario | patients | conns | req/s | p50 ms | p95 ms | p99 ms | errors + non-2xx"
-        " | server CPU % | wrk CPU % | ceiling req/s | ratio |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| scenario | patients | workers | conns | req/s | p50 ms | p95 ms | p99 ms"
+        " | errors + non-2xx | server CPU % | wrk CPU % | ceiling req/s | ratio |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in runs:
         o, c = r["openspine"], r["ceiling"]
         rows.append(
-            f"| {r['scenario'].removeprefix('pds-')} | {r['patients']:,} | {r['connections']}"
+            f"| {r['scenario'].removeprefix('pds-')} | {r['patients']:,} | {r.get('workers', 1)}"
+            f" | {r['connections']}"
             f" | {o['rps']:,.0f} | {o['p50_ms']:.1f} | {o['p95_ms']:.1f} | {o['p99_ms']:.1f}"
             f" | {o['errors'] + o['non2xx']} | {o['server_cpu_percent']:.0f}"
             f" | {o.get('load_generator_cpu_percent', float('nan')):.0f}"
@@ -47,7 +50,7 @@ def table(runs: list[dict[str, Any]]) -> str:
     for path in sorted([*RESULTS.glob("load-*.json"), *(RESULTS / "scale").glob("load-*.json")]):
         load = json.loads(path.read_text())
         rows.append(
-            f"| bulk load | {load['patients']:,} | - | {load['patients_per_s']:,.0f} patients/s"
+            f"| bulk load | {load['patients']:,} | - | - | {load['patients_per_s']:,.0f} patients/s"
             " | - | - | - | - | - | - | - | - |"
         )
     return "\n".join(rows)
@@ -59,7 +62,10 @@ def plot(runs: list[dict[str, Any]], out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = [f"{r['scenario'].removeprefix('pds-')}\n{r['patients']:,}" for r in runs]
+    labels = [
+        f"{r['scenario'].removeprefix('pds-')}\n{r['patients']:,}\n{r.get('workers', 1)}w"
+        for r in runs
+    ]
     x = range(len(runs))
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     left.bar([i - 0.2 for i in x], [r["openspine"]["rps"] for r in runs], 0.4, label="OpenSpine")
@@ -67,7 +73,7 @@ def plot(runs: list[dict[str, Any]], out: Path) -> None:
     left.axhline(3500, color="red", linestyle="--", linewidth=1, label="Spine peak 3,500/s")
     left.set_xticks(list(x), labels, fontsize=8)
     left.set_ylabel("requests per second")
-    left.set_title("Throughput, 1 granian worker, wrk on the same 2 cores")
+    left.set_title("Throughput (w: granian workers), wrk on the same 2 cores")
     left.legend(fontsize=8)
     right.bar(list(x), [r["openspine"]["p99_ms"] for r in runs], 0.5, color="tab:orange")
     right.axhline(100, color="red", linestyle="--", linewidth=1, label="p99 target 100 ms")

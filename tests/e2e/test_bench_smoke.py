@@ -19,7 +19,17 @@ pytestmark = pytest.mark.e2e
 )
 def test_the_spine_mix_runs_with_no_errors(tmp_path: Path) -> None:
     env = {**os.environ, "OPENSPINE_BENCH_RESULTS": str(tmp_path)}
-    command = [sys.executable, "-m", "bench.run", "--patients", "6000", "--duration", "2"]
+    command = [
+        sys.executable,
+        "-m",
+        "bench.run",
+        "--patients",
+        "6000",
+        "--duration",
+        "2",
+        "--workers",
+        "2",
+    ]
     for scenario in ("load", "mix"):
         subprocess.run(
             [*command, "--scenario", scenario, "--reuse-store", "--expected-rps", "400"],
@@ -29,7 +39,7 @@ def test_the_spine_mix_runs_with_no_errors(tmp_path: Path) -> None:
             timeout=300,
             capture_output=True,
         )
-    mix = json.loads((tmp_path / "pds-mix-6000.json").read_text())
+    mix = json.loads((tmp_path / "pds-mix-6000-w2.json").read_text())
     assert mix["openspine"]["requests"] > 0
     assert mix["openspine"]["errors"] == 0
     assert mix["openspine"]["non2xx"] == 0
