@@ -107,6 +107,8 @@ def run_wrk(
     line = next(x for x in stdout.splitlines() if x.startswith("JSON"))
     result: dict[str, Any] = json.loads(line[4:])
     result["rps"] = round(result["requests"] / (result["duration_us"] / 1e6), 1)
+    # Scripts that report failures (spine_mix.lua) print the first few: status and body.
+    result["failures"] = [x[5:] for x in stdout.splitlines() if x.startswith("FAIL ")]
     result["server_cpu_percent"] = round(100 * (cpu_seconds(server_pid) - cpu_before) / wall, 1)
     result["load_generator_cpu_percent"] = round(100 * wrk_cpu / wall, 1)
     return result

@@ -92,7 +92,9 @@ end
 
 local function mesh()
   mesh_phase = (mesh_phase + 1) % 3
-  if mesh_phase == 2 and #to_ack > 0 and receive_n < #receive_tokens then
+  -- A download's id is queued when its request is made, not when it is answered: acknowledge
+  -- only LAG downloads later, so an acknowledgement never overtakes its download.
+  if mesh_phase == 2 and #to_ack > LAG and receive_n < #receive_tokens then
     receive_n = receive_n + 1
     local id = table.remove(to_ack, 1)
     return wrk.format("PUT", "/messageexchange/" .. mesh_to .. "/inbox/" .. id ..
@@ -140,7 +142,14 @@ request = function()
   return read()
 end
 
+local failures = 0
+
 response = function(status, headers, body)
+  -- The first few failures, with their OperationOutcome, go into the result (bench/run.py).
+  if status >= 300 and failures < 20 then
+    failures = failures + 1
+    io.write("FAIL " .. status .. " " .. string.gsub(string.sub(body or "", 1, 400), "\n", " ") .. "\n")
+  end
   if status == 202 then
     local id = string.match(body, '"message_id":%s*"([^"]+)"')
     if id then received[#received + 1] = id end
