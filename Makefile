@@ -45,7 +45,7 @@ bench: install ## The harness: bulk load, PDS read, search and the Spine mix aga
 	$(BIN)/python -m bench.report --plot docs/benchmarks.png
 
 bench-mesh: install ## MESH against NHS's mesh-sandbox (PyPI) in the same run: 1 KiB send and receive+ack rates, a 1 GiB transfer
-	$(BIN)/python -m bench.mesh --duration 8 --processes 4 --big-mib 1024
+	$(BIN)/python -m bench.mesh --duration 8 --processes 4 --big-mib 1024 --workers $(BENCH_WORKERS)
 
 bench-scale: install ## PDS read and search on a 10M-patient store against the 100k one (about 25 min to build; ~25 GB)
 	OPENSPINE_BENCH_RESULTS=bench/results/scale $(BIN)/python -m bench.run --scenario load --patients 10000000

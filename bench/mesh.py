@@ -259,6 +259,9 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=4)
     parser.add_argument("--big-mib", type=int, default=1024)
     parser.add_argument("--connections", type=int, default=16, help="wrk connections")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="web worker processes of each server (the same)"
+    )
     args = parser.parse_args()
     RESULTS.mkdir(exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="openspine-mesh-bench-"))
@@ -279,6 +282,8 @@ def main() -> None:
                 str(work / "openspine"),
                 "--port",
                 str(port),
+                "--workers",
+                str(args.workers),
             ],
             {},
             work / "openspine.log",
@@ -303,6 +308,8 @@ def main() -> None:
                 str(port),
                 "--log-level",
                 "warning",
+                "--workers",
+                str(args.workers),
             ],
             {
                 "STORE_MODE": "file",
@@ -324,6 +331,7 @@ def main() -> None:
     report = {
         "duration_s": args.duration,
         "processes": args.processes,
+        "workers": args.workers,
         "results": results,
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

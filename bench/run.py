@@ -338,7 +338,7 @@ def main() -> None:
         "ratio": round(openspine["rps"] / ceiling["rps"], 3),
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    name = f"pds-{args.scenario}-{args.patients}-w{args.workers}"
+    name = f"pds-{args.scenario}-{args.patients}-w{args.workers}-c{args.connections}"
     (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=2))
     print("| stack | req/s | p50 ms | p95 ms | p99 ms | errors | non-2xx | server CPU % |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")

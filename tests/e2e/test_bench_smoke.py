@@ -39,7 +39,7 @@ def test_the_spine_mix_runs_with_no_errors(tmp_path: Path) -> None:
             timeout=300,
             capture_output=True,
         )
-    mix = json.loads((tmp_path / "pds-mix-6000-w2.json").read_text())
+    mix = json.loads((tmp_path / "pds-mix-6000-w2-c32.json").read_text())
     assert mix["openspine"]["requests"] > 0
     assert mix["openspine"]["errors"] == 0
     assert mix["openspine"]["non2xx"] == 0
