@@ -195,6 +195,16 @@ async def test_keys_loaded_for_later_are_found_only_after_the_merge(
     )
     assert await store.merge_pending_index() == 1
     assert len(await store.scan_index("Thing", "fd", "A", "Z~", 100)) == 31
+    # A pending key that is already indexed (its resource written since) cannot stop a merge.
+    await store.bulk_load(  # type: ignore[arg-type]
+        [PutResource("Thing", "later", 1, b"{}", None, search_keys=(("fd", "LATER|1"),))],
+        audit(),
+        index_later=True,
+    )
+    rewritten = PutResource("Thing", "later", 2, b"{}", 1, search_keys=(("fd", "LATER|1"),))
+    await store.write(WriteSet(puts=[rewritten]))
+    assert await store.merge_pending_index() == 1
+    assert await store.scan_index("Thing", "fd", "LATER|", "LATER|~", 10) == [("later", "LATER|1")]
     assert (await verify_chain(store)).ok
 
 

@@ -210,7 +210,9 @@ class Store(Protocol):
 
         With ``index_later`` their search keys wait, unordered, until ``merge_pending_index``
         (a large load of many chunks: the index is then filled in key order once, ADR 0014);
-        until then the resources can be read but not found by search.
+        until then the resources can be read but not found by search. It is meant for loading
+        a store that is not being served: a resource rewritten before the merge keeps its new
+        keys, and may also be found by its loaded ones.
         """
 
     async def merge_pending_index(self) -> int:

@@ -30,10 +30,12 @@ class SQL:
     )
     INDEX_PENDING_COUNT = "SELECT count(*) FROM search_index_pending"
     #: One sorted pass: the B-tree is filled in key order instead of at random (ADR 0014).
+    #: A key already indexed is skipped, so the merge can always finish (``WHERE true`` is
+    #: SQLite's rule for an upsert on a SELECT; PostgreSQL reads the same statement).
     INDEX_PENDING_MERGE = (
         "INSERT INTO search_index (resource_type, param, value, id)"
-        " SELECT resource_type, param, value, id FROM search_index_pending"
-        " ORDER BY resource_type, param, value, id"
+        " SELECT resource_type, param, value, id FROM search_index_pending WHERE true"
+        " ORDER BY resource_type, param, value, id ON CONFLICT DO NOTHING"
     )
     INDEX_PENDING_CLEAR = "DELETE FROM search_index_pending"
     INDEX_IS_EMPTY = "SELECT NOT EXISTS (SELECT 1 FROM search_index)"
