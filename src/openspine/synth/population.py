@@ -235,6 +235,8 @@ class PatientMaker:
         return -(-self.population.size // BLOCK)
 
     def block(self, index: int) -> list[PatientFacts]:
+        if not 0 <= index < self.blocks:
+            raise IndexError(f"block {index} of a population of {self.blocks} blocks")
         seed = self.population.seed
         size = min(BLOCK, self.population.size - index * BLOCK)
         first = index * _STEMS_PER_BLOCK

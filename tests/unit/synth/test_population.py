@@ -45,6 +45,8 @@ def test_blocks_are_the_same_made_alone_or_in_sequence() -> None:
     assert len(in_sequence) == 2 * BLOCK + 7
     assert maker.block(2) == in_sequence[2 * BLOCK :]
     assert maker.block(1) == in_sequence[BLOCK : 2 * BLOCK]
+    with pytest.raises(IndexError):
+        maker.block(3)
     numbers = [p.nhs_number for p in in_sequence]
     assert len(set(numbers)) == len(numbers)  # disjoint stem ranges: no number twice
 
