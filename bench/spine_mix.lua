@@ -124,9 +124,10 @@ local function other()
   if kind == 1 then
     return spine("GET", "/spine-directory/FHIR/R4/Organization/" .. ods[math.random(#ods)], gp)
   end
-  if kind == 2 and eps_n > 4 * LAG then
-    local index = math.random(math.max(1, math.min(#tracked, math.floor(eps_n / 4) - 1)))
-    return spine("GET", EPS .. "/Task?group-identifier=" .. tracked[index], gp)
+  -- Track only prescriptions created LAG orders ago: a newer order may still be in flight.
+  local created = math.min(#tracked, math.floor(eps_n / 4) - LAG)
+  if kind == 2 and created >= 1 then
+    return spine("GET", EPS .. "/Task?group-identifier=" .. tracked[math.random(created)], gp)
   end
   return spine("GET", PDS .. "/Patient/" .. numbers[math.random(#numbers)] .. "/RelatedPerson",
     gp)
