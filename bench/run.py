@@ -154,6 +154,8 @@ def sample_people(patients: int, count: int = 5000) -> list[tuple[str, str, str,
     from openspine.synth.population import PatientMaker, Population
 
     maker = PatientMaker(Population(seed=1, size=patients))
+    if maker.blocks == 0:
+        return []
     spread = min(50, maker.blocks)
     chosen = [maker.block(i * maker.blocks // spread) for i in range(spread)]
     share = -(-count // spread)
