@@ -148,9 +148,10 @@ async def build_store(data_dir: Path, patients: int) -> list[tuple[str, str, str
 
 
 def sample_people(patients: int, count: int = 5000) -> list[tuple[str, str, str, str]]:
-    """``count`` patients of the store, spread over it: the same share of each of up to 50
-    evenly spaced blocks of the generator, so reads and searches touch the whole store (the
-    first 5,000 alone were written together and sit together on disk)."""
+    """Up to ``count`` patients of the store, spread over it: the same share of each of up to
+    50 evenly spaced blocks of the generator, so reads and searches touch the whole store (the
+    first 5,000 alone were written together and sit together on disk). A short last block
+    gives fewer (3,500 of a 6,000-patient store)."""
     from openspine.synth.population import PatientMaker, Population
 
     maker = PatientMaker(Population(seed=1, size=patients))
