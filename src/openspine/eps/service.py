@@ -9,7 +9,7 @@ in the outbox in the same commit; retries with the same X-Request-ID replay the 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, ClassVar, Final
 
@@ -64,6 +64,7 @@ from openspine.platform.storage.ports import (
     PutResource,
     ResourceState,
     Store,
+    StoredResource,
     VersionConflict,
     WriteSet,
 )
@@ -196,6 +197,51 @@ class UnsupportedMessage(BadRequest):
     code = "INVALID_VALUE"
     display = "Provided value is invalid"
     issue_type = "not-supported"
+
+
+def _next_version(stored: StoredResource, record: Mapping[str, Any]) -> PutResource:
+    """The conditional write of a changed prescription: it fails if another change came first."""
+    return PutResource(
+        PRESCRIPTION,
+        stored.id,
+        stored.version + 1,
+        orjson.dumps(record),
+        stored.version,
+        search_keys=prescription_keys(record),
+    )
+
+
+def _status_change(
+    stored: StoredResource,
+    record: Mapping[str, Any],
+    changed: Mapping[str, Any],
+    action: AuditAction,
+    topic: str,
+    principal: Principal | None,
+    context: AuditContext,
+) -> WriteSet:
+    """A prescription moved from one status to another: the write, its audit event and event."""
+    return WriteSet(
+        puts=[_next_version(stored, changed)],
+        audit=[
+            audit_record(
+                action=action,
+                outcome=AuditOutcome.SUCCESS,
+                principal=principal,
+                context=context,
+                patients=[record["patient"]],
+                resources=[f"{PRESCRIPTION}/{stored.id}"],
+                detail=f"status {record['status']} -> {changed['status']}",
+            )
+        ],
+        outbox=[
+            OutboxMessage(
+                topic,
+                stored.id,
+                orjson.dumps({"prescriptionId": stored.id, "status": changed["status"]}),
+            )
+        ],
+    )
 
 
 def _bundle(body: bytes) -> dict[str, Any]:
@@ -492,16 +538,7 @@ class EpsService:
                 ]
             )
             if decision.record is not None:
-                writes.puts.append(
-                    PutResource(
-                        PRESCRIPTION,
-                        request.prescription_id,
-                        stored.version + 1,
-                        orjson.dumps(decision.record),
-                        stored.version,
-                        search_keys=prescription_keys(decision.record),
-                    )
-                )
+                writes.puts.append(_next_version(stored, decision.record))
                 writes.outbox.append(
                     OutboxMessage(
                         "eps.prescription.cancelled"
@@ -521,14 +558,7 @@ class EpsService:
             answer = orjson.dumps(response_bundle(request, decision.code, timestamp))
             return PreparedWrite(writes, WrittenResponse(200, answer))
 
-        for _ in range(MAX_CONFLICT_RETRIES):
-            try:
-                return await run_idempotent(
-                    self._store, principal, context.request_id, fingerprint, prepare
-                )
-            except VersionConflict:
-                continue  # another change to this prescription won: decide again on the new one
-        raise ServiceUnavailable("The prescription is busy; retry", headers={"Retry-After": "1"})
+        return await self._decided_again_on_conflict(principal, context, fingerprint, prepare)
 
     # -- dispensing: return, withdraw, dispense notification, tracker --------------------------
 
@@ -578,6 +608,24 @@ class EpsService:
             fingerprint,
         )
 
+    async def _decided_again_on_conflict(
+        self,
+        principal: Principal,
+        context: AuditContext,
+        fingerprint: str,
+        prepare: Callable[[], Awaitable[PreparedWrite]],
+    ) -> WrittenResponse:
+        """Run an idempotent prescription change; when another change to the prescription won
+        the race, decide again on the new version (up to ``MAX_CONFLICT_RETRIES`` times)."""
+        for _ in range(MAX_CONFLICT_RETRIES):
+            try:
+                return await run_idempotent(
+                    self._store, principal, context.request_id, fingerprint, prepare
+                )
+            except VersionConflict:
+                continue
+        raise ServiceUnavailable("The prescription is busy; retry", headers={"Retry-After": "1"})
+
     async def _change(
         self,
         principal: Principal,
@@ -596,48 +644,10 @@ class EpsService:
                 raise ResourceNotFound("Prescription not found")
             record = orjson.loads(stored.body)
             changed = change(record)
-            writes = WriteSet(
-                puts=[
-                    PutResource(
-                        PRESCRIPTION,
-                        prescription_id,
-                        stored.version + 1,
-                        orjson.dumps(changed),
-                        stored.version,
-                        search_keys=prescription_keys(changed),
-                    )
-                ],
-                audit=[
-                    audit_record(
-                        action=action,
-                        outcome=AuditOutcome.SUCCESS,
-                        principal=principal,
-                        context=context,
-                        patients=[record["patient"]],
-                        resources=[f"{PRESCRIPTION}/{prescription_id}"],
-                        detail=f"status {record['status']} -> {changed['status']}",
-                    )
-                ],
-                outbox=[
-                    OutboxMessage(
-                        topic,
-                        prescription_id,
-                        orjson.dumps(
-                            {"prescriptionId": prescription_id, "status": changed["status"]}
-                        ),
-                    )
-                ],
-            )
+            writes = _status_change(stored, record, changed, action, topic, principal, context)
             return PreparedWrite(writes, WrittenResponse(200, _INFORMATIONAL))
 
-        for _ in range(MAX_CONFLICT_RETRIES):
-            try:
-                return await run_idempotent(
-                    self._store, principal, context.request_id, fingerprint, prepare
-                )
-            except VersionConflict:
-                continue
-        raise ServiceUnavailable("The prescription is busy; retry", headers={"Retry-After": "1"})
+        return await self._decided_again_on_conflict(principal, context, fingerprint, prepare)
 
     async def track(
         self,
@@ -726,36 +736,8 @@ class EpsService:
                 if event is Event.EXPIRE
                 else AuditAction.EPS_PRESCRIPTION_ACTIVATE
             )
-            writes = WriteSet(
-                puts=[
-                    PutResource(
-                        PRESCRIPTION,
-                        prescription_id,
-                        stored.version + 1,
-                        orjson.dumps(changed),
-                        stored.version,
-                        search_keys=prescription_keys(changed),
-                    )
-                ],
-                audit=[
-                    audit_record(
-                        action=action,
-                        outcome=AuditOutcome.SUCCESS,
-                        principal=None,
-                        context=context,
-                        patients=[record["patient"]],
-                        resources=[f"{PRESCRIPTION}/{prescription_id}"],
-                        detail=f"status {record['status']} -> {status.code}",
-                    )
-                ],
-                outbox=[
-                    OutboxMessage(
-                        f"eps.prescription.{'expired' if event is Event.EXPIRE else 'activated'}",
-                        prescription_id,
-                        orjson.dumps({"prescriptionId": prescription_id, "status": status.code}),
-                    )
-                ],
-            )
+            topic = f"eps.prescription.{'expired' if event is Event.EXPIRE else 'activated'}"
+            writes = _status_change(stored, record, changed, action, topic, None, context)
             try:
                 await self._store.write(writes)
             except VersionConflict:
@@ -879,16 +861,7 @@ class EpsService:
                         ) from None
                     continue
                 if released.record is not None:
-                    writes.puts.append(
-                        PutResource(
-                            PRESCRIPTION,
-                            prescription_id,
-                            stored.version + 1,
-                            orjson.dumps(released.record),
-                            stored.version,
-                            search_keys=prescription_keys(released.record),
-                        )
-                    )
+                    writes.puts.append(_next_version(stored, released.record))
                     writes.outbox.append(
                         OutboxMessage(
                             "eps.prescription.released",
@@ -920,14 +893,7 @@ class EpsService:
             }
             return PreparedWrite(writes, WrittenResponse(200, orjson.dumps(answer)))
 
-        for _ in range(MAX_CONFLICT_RETRIES):
-            try:
-                return await run_idempotent(
-                    self._store, principal, context.request_id, fingerprint, prepare
-                )
-            except VersionConflict:
-                continue  # another dispenser changed one of them: decide again
-        raise ServiceUnavailable("The prescription is busy; retry", headers={"Retry-After": "1"})
+        return await self._decided_again_on_conflict(principal, context, fingerprint, prepare)
 
     async def _check_patient(self, order: PrescriptionOrder, bundle: Mapping[str, Any]) -> None:
         """The patient must be a living patient PDS knows (the message may also say they died)."""
