@@ -34,7 +34,7 @@ from openspine.platform import health
 from openspine.platform.http import EXCEPTION_HANDLERS
 from openspine.platform.middleware import RequestMiddleware
 from openspine.platform.observability import LogEvent, Metrics, log_event
-from openspine.platform.openapi import openapi_document
+from openspine.platform.openapi import QueryParameters, openapi_document
 from openspine.platform.security import routes as oauth_routes
 from openspine.platform.security.keys import load_private_key, public_jwk
 from openspine.platform.security.tokens import TokenIssuer, TokenVerifier
@@ -42,11 +42,18 @@ from openspine.platform.storage.factory import open_store
 from openspine.platform.storage.ports import Store
 from openspine.settings import Settings
 
-__all__ = ["Platform", "build_platform", "create_app"]
+__all__ = ["QUERY_PARAMETERS", "Platform", "build_platform", "create_app"]
 
 #: The largest request body of any route: a MESH chunk (100 MiB) and its headers' slack.
 #: Each route enforces its own smaller limit (PDS: 256 KiB; forms: Starlette's defaults).
 MAX_BODY_BYTES = 101 * 1024 * 1024
+#: The query parameters each service declares for its routes (for the OpenAPI document).
+QUERY_PARAMETERS: QueryParameters = {
+    **pds_routes.QUERY_PARAMETERS,
+    **eps_routes.QUERY_PARAMETERS,
+    **directory_routes.QUERY_PARAMETERS,
+    **mesh_routes.QUERY_PARAMETERS,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +172,9 @@ def create_app(settings: Settings) -> Starlette:
         return Response(openapi, media_type="application/json")
 
     routes.append(Route("/openapi.json", openapi_json))
-    openapi = json.dumps(openapi_document(routes, version=__version__)).encode()
+    openapi = json.dumps(
+        openapi_document(routes, version=__version__, query_parameters=QUERY_PARAMETERS)
+    ).encode()
     app = Starlette(
         routes=routes,
         middleware=[

@@ -38,9 +38,22 @@ from openspine.platform.security.principal import Principal
 from openspine.platform.security.rbac import Permission
 from openspine.platform.storage.ports import Store
 
-__all__ = ["BASE_PATH", "routes"]
+__all__ = ["BASE_PATH", "QUERY_PARAMETERS", "routes"]
 
 BASE_PATH: Final = "/spine-directory/FHIR/R4"
+#: The query parameters of each (path, method), for the OpenAPI document.
+QUERY_PARAMETERS: Final = {
+    (f"{BASE_PATH}/Device", "GET"): ("organization", "identifier", "manufacturing-organization"),
+    (f"{BASE_PATH}/Endpoint", "GET"): ("organization", "identifier"),
+    (f"{BASE_PATH}/Organization", "GET"): (
+        "identifier",
+        "name",
+        "address-postalcode",
+        "type",
+        "_count",
+    ),
+    (f"{BASE_PATH}/PractitionerRole", "GET"): ("practitioner.identifier", "organization"),
+}
 MAX_RESULTS: Final = 100
 _SDS_PARAMS: Final = frozenset({"organization", "identifier", "manufacturing-organization"})
 _ORG_PARAMS: Final = frozenset({"identifier", "name", "address-postalcode", "type", "_count"})

@@ -15,9 +15,11 @@ from openspine.platform.idempotency import fingerprint
 from openspine.platform.security.principal import Principal
 from openspine.platform.security.rbac import Permission
 
-__all__ = ["BASE_PATH", "routes"]
+__all__ = ["BASE_PATH", "QUERY_PARAMETERS", "routes"]
 
 BASE_PATH: Final = "/electronic-prescriptions/FHIR/R4"
+#: The query parameters of each (path, method), for the OpenAPI document.
+QUERY_PARAMETERS: Final = {(f"{BASE_PATH}/Task", "GET"): ("group-identifier", "patient:identifier")}
 #: A prescription message is tens of kilobytes; four items with long dosage text stay far below.
 MAX_BODY: Final = 1024 * 1024
 

@@ -24,9 +24,14 @@ from openspine.mesh.domain import MeshMessage, MessageStatus, MessageType
 from openspine.mesh.service import Caller, MeshError, MeshForbidden, MeshService
 from openspine.platform.http import audit_context
 
-__all__ = ["BASE", "routes"]
+__all__ = ["BASE", "QUERY_PARAMETERS", "routes"]
 
 BASE: Final = "/messageexchange"
+#: The query parameters of each (path, method), for the OpenAPI document.
+QUERY_PARAMETERS: Final = {
+    (f"{BASE}/{{mailbox_id}}/inbox", "GET"): ("max_results", "continue_from", "workflow_filter"),
+    (f"{BASE}/{{mailbox_id}}/outbox/tracking", "GET"): ("messageID",),
+}
 V2: Final = "application/vnd.mesh.v2+json"
 V1: Final = "application/json"
 

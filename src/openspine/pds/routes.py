@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from openspine.pds.search_query import parse_search
+from openspine.pds.search_query import SEARCH_CRITERIA, SEARCH_OPTIONS, parse_search
 from openspine.pds.service import PdsService
 from openspine.platform.errors import InvalidValue, UnsupportedService
 from openspine.platform.http import SecuredRoute, audit_context, fhir_response, read_body
@@ -14,12 +14,14 @@ from openspine.platform.idempotency import WrittenResponse, fingerprint
 from openspine.platform.security.principal import Principal
 from openspine.platform.security.rbac import Permission
 
-__all__ = ["BASE_PATH", "MAX_BODY", "routes"]
+__all__ = ["BASE_PATH", "MAX_BODY", "QUERY_PARAMETERS", "routes"]
 
 BASE_PATH = "/personal-demographics/FHIR/R4"
 #: A Patient is a few kilobytes; anything near this is not a Patient.
 MAX_BODY = 256 * 1024
 JSON_PATCH = "application/json-patch+json"
+#: The query parameters of each (path, method), for the OpenAPI document.
+QUERY_PARAMETERS = {(f"{BASE_PATH}/Patient", "GET"): (*SEARCH_CRITERIA, *SEARCH_OPTIONS)}
 
 
 def _written(response: WrittenResponse) -> Response:

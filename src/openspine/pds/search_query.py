@@ -30,26 +30,34 @@ from openspine.platform.normalise import (
 )
 from openspine.platform.security.principal import AccessMode
 
-__all__ = ["DateRange", "SearchQuery", "Text", "parse_search"]
+__all__ = [
+    "SEARCH_CRITERIA",
+    "SEARCH_OPTIONS",
+    "DateRange",
+    "SearchQuery",
+    "Text",
+    "parse_search",
+]
 
 MAX_NAME_LENGTH: Final = 35
 HEALTHCARE_WORKER_MAX_RESULTS: Final = 50
 WILDCARD: Final = "*"
-_OPTIONS: Final = frozenset({"_fuzzy-match", "_exact-match", "_history", "_max-results"})
-_CRITERIA: Final = frozenset(
-    {
-        "family",
-        "given",
-        "gender",
-        "birthdate",
-        "death-date",
-        "address-postalcode",
-        "address-postcode",
-        "general-practitioner",
-        "email",
-        "phone",
-    }
+#: The search parameters of the PDS contract, in its order: criteria, then options.
+SEARCH_CRITERIA: Final = (
+    "family",
+    "given",
+    "gender",
+    "birthdate",
+    "death-date",
+    "address-postalcode",
+    "address-postcode",
+    "general-practitioner",
+    "email",
+    "phone",
 )
+SEARCH_OPTIONS: Final = ("_fuzzy-match", "_exact-match", "_history", "_max-results")
+_OPTIONS: Final = frozenset(SEARCH_OPTIONS)
+_CRITERIA: Final = frozenset(SEARCH_CRITERIA)
 _REPEATABLE: Final = frozenset({"given", "birthdate", "death-date"})
 _GENDERS: Final = frozenset({"male", "female", "other", "unknown"})
 _DATE: Final = re.compile(r"^(eq|ge|le)?(\d{4}-\d{2}-\d{2})$")

@@ -3,14 +3,16 @@
 The NHS publishes the contracts (../shared/reference); this document is OpenSpine's own map of
 what one process answers: each path and method, its path, query and header parameters, its body
 media type and how the caller authenticates. It is generated from the routes themselves, so it
-cannot leave a route out; the query parameters and bodies, which Starlette routes do not declare,
-come from the tables below. The property-based fuzzing suite (tests/reliability) drives every
-operation from this document, and ``GET /openapi.json`` serves it.
+cannot leave a route out. Starlette routes do not declare query parameters or bodies: each
+service's routes module declares its query parameters (``QUERY_PARAMETERS``, passed in by the
+composition root), and the body media types come from the table below. The property-based
+fuzzing suite (tests/reliability) drives every operation from this document, and
+``GET /openapi.json`` serves it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
 from starlette.convertors import IntegerConvertor
@@ -18,39 +20,13 @@ from starlette.routing import BaseRoute, Route
 
 from openspine.platform.http import SecuredRoute
 
-__all__ = ["openapi_document"]
+__all__ = ["QueryParameters", "openapi_document"]
 
 _PDS = "/personal-demographics/FHIR/R4"
 _EPS = "/electronic-prescriptions/FHIR/R4"
-_SDS = "/spine-directory/FHIR/R4"
 _MESH = "/messageexchange"
 
-#: Query parameters of each (path, method); every other operation takes none.
-QUERY_PARAMETERS: Final[Mapping[tuple[str, str], tuple[str, ...]]] = {
-    (f"{_PDS}/Patient", "GET"): (
-        "family",
-        "given",
-        "gender",
-        "birthdate",
-        "death-date",
-        "address-postalcode",
-        "address-postcode",
-        "general-practitioner",
-        "email",
-        "phone",
-        "_fuzzy-match",
-        "_exact-match",
-        "_history",
-        "_max-results",
-    ),
-    (f"{_EPS}/Task", "GET"): ("group-identifier", "patient:identifier"),
-    (f"{_SDS}/Device", "GET"): ("organization", "identifier", "manufacturing-organization"),
-    (f"{_SDS}/Endpoint", "GET"): ("organization", "identifier"),
-    (f"{_SDS}/Organization", "GET"): ("identifier", "name", "address-postalcode", "type", "_count"),
-    (f"{_SDS}/PractitionerRole", "GET"): ("practitioner.identifier", "organization"),
-    (f"{_MESH}/{{mailbox_id}}/inbox", "GET"): ("max_results", "continue_from", "workflow_filter"),
-    (f"{_MESH}/{{mailbox_id}}/outbox/tracking", "GET"): ("messageID",),
-}
+QueryParameters = Mapping[tuple[str, str], Sequence[str]]
 
 #: Request body media type of each (path prefix, method) that takes a body.
 _FHIR_JSON: Final = "application/fhir+json"
@@ -85,9 +61,11 @@ def _path_parameters(route: Route) -> list[dict[str, Any]]:
     return parameters
 
 
-def _operation(route: Route, path: str, method: str) -> dict[str, Any]:
+def _operation(
+    route: Route, path: str, method: str, query_parameters: QueryParameters
+) -> dict[str, Any]:
     parameters = _path_parameters(route)
-    for name in QUERY_PARAMETERS.get((path, method), ()):
+    for name in query_parameters.get((path, method), ()):
         parameters.append({"name": name, "in": "query", "schema": {"type": "string"}})
     if path.startswith(_REQUEST_ID_PREFIXES):
         parameters.append(
@@ -124,15 +102,20 @@ def _operation(route: Route, path: str, method: str) -> dict[str, Any]:
     return operation
 
 
-def openapi_document(routes: Iterable[BaseRoute], *, version: str) -> dict[str, Any]:
-    """The OpenAPI 3.0 document of ``routes`` (HEAD is implied by GET and left out)."""
+def openapi_document(
+    routes: Iterable[BaseRoute], *, version: str, query_parameters: QueryParameters
+) -> dict[str, Any]:
+    """The OpenAPI 3.0 document of ``routes`` (HEAD is implied by GET and left out), with the
+    query parameters of each (path, method) that takes any."""
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
         if not isinstance(route, Route) or route.methods is None or not route.include_in_schema:
             continue
         path = route.path_format
         for method in sorted(route.methods - {"HEAD"}):
-            paths.setdefault(path, {})[method.lower()] = _operation(route, route.path, method)
+            paths.setdefault(path, {})[method.lower()] = _operation(
+                route, route.path, method, query_parameters
+            )
     return {
         "openapi": "3.0.3",
         "info": {"title": "OpenSpine", "version": version},

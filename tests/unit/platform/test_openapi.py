@@ -6,7 +6,7 @@ from typing import Any
 
 from starlette.routing import Route
 
-from openspine.app import create_app
+from openspine.app import QUERY_PARAMETERS, create_app
 from openspine.platform.http import SecuredRoute
 from openspine.platform.openapi import openapi_document
 from openspine.settings import Settings
@@ -14,7 +14,7 @@ from openspine.settings import Settings
 
 def _document(settings: Settings) -> tuple[Any, dict[str, Any]]:
     app = create_app(settings)
-    return app, openapi_document(app.routes, version="test")
+    return app, openapi_document(app.routes, version="test", query_parameters=QUERY_PARAMETERS)
 
 
 def test_every_schema_route_and_method_is_described(demo_settings: Settings) -> None:
