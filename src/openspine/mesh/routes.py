@@ -191,8 +191,13 @@ def routes(service: MeshService) -> list[BaseRoute]:
         )
 
     async def refused(caller: Caller, error: MeshError) -> MeshError:
-        """A token is used even by a request that failed: record it, then answer the error."""
-        await service.consume(caller.nonce)
+        """A token is used even by a request that failed: record it, then answer the error.
+
+        A 403 is the token itself refused (a replay found by the request's own commit): there
+        is nothing left to record.
+        """
+        if not isinstance(error, MeshForbidden):
+            await service.consume(caller.nonce)
         return error
 
     async def ping(request: Request) -> Response:
@@ -276,8 +281,6 @@ def routes(service: MeshService) -> list[BaseRoute]:
             await service.acknowledge(
                 caller.mailbox, message_id, audit_context(request), caller.nonce
             )
-        except MeshForbidden:
-            raise
         except MeshError as exc:
             raise await refused(caller, exc) from None
         return _json(request, {"messageId": message_id}, {"message_id": message_id})
@@ -292,8 +295,6 @@ def routes(service: MeshService) -> list[BaseRoute]:
                 audit_context(request),
                 caller.nonce,
             )
-        except MeshForbidden:
-            raise
         except MeshError as exc:
             raise await refused(caller, exc) from None
         return _json(
@@ -314,8 +315,6 @@ def routes(service: MeshService) -> list[BaseRoute]:
                 audit_context(request),
                 caller.nonce,
             )
-        except MeshForbidden:
-            raise
         except MeshError as exc:
             raise await refused(caller, exc) from None
         return _json(
