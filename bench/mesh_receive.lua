@@ -1,5 +1,6 @@
 -- wrk script: download then acknowledge each message id in turn (two requests per message),
 -- each request with its own single-use NHSMESH token. Inputs come from bench/mesh.py.
+local common = dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "") .. "common.lua")
 local tokens = {}
 for line in io.lines(os.getenv("BENCH_TOKENS")) do tokens[#tokens + 1] = line end
 local ids = {}
@@ -18,11 +19,5 @@ request = function()
 end
 
 done = function(summary, latency, requests)
-  io.write(string.format(
-    "JSON{\"requests\":%d,\"duration_us\":%d,\"errors\":%d,\"non2xx\":%d," ..
-    "\"p50_ms\":%.3f,\"p95_ms\":%.3f,\"p99_ms\":%.3f}\n",
-    summary.requests, summary.duration,
-    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
-    summary.errors.status,
-    latency:percentile(50) / 1000, latency:percentile(95) / 1000, latency:percentile(99) / 1000))
+  common.report(summary, latency)
 end

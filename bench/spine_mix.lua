@@ -3,6 +3,7 @@
 -- EPS steps follow each prescription through create -> release -> dispense -> claim, each
 -- step LAG prescriptions behind the one before, so a step never overtakes the step it needs.
 -- MESH alternates send, download and acknowledge of messages whose ids the sends returned.
+local common = dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "") .. "common.lua")
 
 local function lines(name)
   local out = {}
@@ -41,15 +42,8 @@ local to_ack = {}     -- message ids downloaded and not yet acknowledged
 local mesh_phase = 0
 math.randomseed(os.time())
 
-local function uuid()
-  return string.gsub("xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx", "[xy]", function(c)
-    local v = (c == "x") and math.random(0, 15) or math.random(8, 11)
-    return string.format("%x", v)
-  end)
-end
-
 local function spine(method, path, token, body, extra)
-  local headers = {["Authorization"] = token, ["X-Request-ID"] = uuid()}
+  local headers = {["Authorization"] = token, ["X-Request-ID"] = common.uuid()}
   if body then headers["Content-Type"] = "application/fhir+json" end
   if extra then for k, v in pairs(extra) do headers[k] = v end end
   return wrk.format(method, path, headers, body)
@@ -158,12 +152,5 @@ response = function(status, headers, body)
 end
 
 done = function(summary, latency, requests)
-  io.write(string.format(
-    "JSON{\"requests\":%d,\"duration_us\":%d,\"errors\":%d,\"non2xx\":%d," ..
-    "\"p50_ms\":%.3f,\"p95_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f}\n",
-    summary.requests, summary.duration,
-    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
-    summary.errors.status,
-    latency:percentile(50) / 1000, latency:percentile(95) / 1000, latency:percentile(99) / 1000,
-    latency.max / 1000))
+  common.report(summary, latency)
 end
