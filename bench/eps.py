@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from lxml import etree
 
-from bench.run import RESULTS, free_port, stop, wait_ready
+from bench.run import RESULTS, free_port, stop, token, wait_ready
 from openspine.eps.prescription_id import new_prescription_id
 
 BASE = "/electronic-prescriptions/FHIR/R4"
@@ -301,24 +301,7 @@ class Flow:
         ).decode()
 
     def token(self, user: str, role_profile: str) -> str:
-        out = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "openspine.cli",
-                "token",
-                "--data-dir",
-                str(self.data_dir),
-                "--user",
-                user,
-                "--role-profile",
-                role_profile,
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        return out.stdout.strip()
+        return token(self.data_dir, user, role_profile)
 
     def sign(self, bundle: dict[str, Any], prepared: dict[str, Any]) -> dict[str, Any]:
         info = base64.b64decode(prepared["parameter"][0]["valueString"])

@@ -18,7 +18,6 @@ import json
 import multiprocessing
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -29,7 +28,7 @@ from typing import Any
 import httpx
 from mesh_client import AuthTokenGenerator, Endpoint, MeshClient
 
-from bench.run import HERE, RESULTS, children, free_port, wait_ready
+from bench.run import HERE, RESULTS, children, free_port, start, stop, wait_ready
 
 SANDBOX_VENV = RESULTS / "mesh-sandbox-venv"
 KIB = b"x" * 1024
@@ -134,22 +133,6 @@ def big_transfer(
         "receive_s": round(done - sent, 1),
         "server_peak_rss_mib": peak_rss_mib(server_pid),
     }
-
-
-def start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("w") as out:
-        return subprocess.Popen(
-            cmd, env={**os.environ, **env}, stdout=out, stderr=out, start_new_session=True
-        )
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
 
 
 def sandbox_python() -> Path:

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -23,29 +21,10 @@ import httpx
 from mesh_client import AuthTokenGenerator
 
 from bench.eps import BASE, Flow, claim_body, dispense_body, order, release_body
+from bench.run import token
 
 #: Shares of each kind of request, in percent (the issue's Spine mix).
 SHARES = {"read": 55, "search": 15, "update": 5, "eps": 15, "mesh": 5, "other": 5}
-
-
-def _token(data_dir: Path, user: str, role_profile: str) -> str:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "openspine.cli",
-            "token",
-            "--data-dir",
-            str(data_dir),
-            "--user",
-            user,
-            "--role-profile",
-            role_profile,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
 
 
 def patients_to_update(db: Path, count: int, exclude: set[str]) -> list[str]:
@@ -84,8 +63,8 @@ def prepare(
     pharmacist_user = next(
         u["user_id"] for u in creds["users"] if flow.pharmacist in u["role_profiles"]
     )
-    gp_token = _token(data_dir, gp_user, gp_profile)
-    pharmacist_token = _token(data_dir, pharmacist_user, flow.pharmacist["role_profile_id"])
+    gp_token = token(data_dir, gp_user, gp_profile)
+    pharmacist_token = token(data_dir, pharmacist_user, flow.pharmacist["role_profile_id"])
     pharmacy = flow.pharmacist["ods_code"]
     practice = flow.gp[1]["ods_code"]
 

@@ -114,14 +114,41 @@ def run_wrk(
     return result
 
 
-def start(cmd: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        cmd,
-        env={**os.environ, **env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+def start(cmd: list[str], env: dict[str, str], log: Path | None = None) -> subprocess.Popen[bytes]:
+    """A server in its own session (stopped with its children by ``stop``); output to ``log``."""
+    if log is None:
+        return subprocess.Popen(
+            cmd,
+            env={**os.environ, **env},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    with log.open("w") as out:
+        return subprocess.Popen(
+            cmd, env={**os.environ, **env}, stdout=out, stderr=out, start_new_session=True
+        )
+
+
+def token(data_dir: Path, user: str, role_profile: str) -> str:
+    """A user-restricted access token from the platform's own token issuing (the CLI)."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "openspine.cli",
+            "token",
+            "--data-dir",
+            str(data_dir),
+            "--user",
+            user,
+            "--role-profile",
+            role_profile,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -247,22 +274,8 @@ def main() -> None:
     )
     try:
         wait_ready(f"{base}/_ping")
-        token = subprocess.run(
-            [
-                *cli,
-                "token",
-                "--data-dir",
-                str(data_dir),
-                "--user",
-                "555000000001",
-                "--role-profile",
-                "555000000101",
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        (RESULTS / "token.txt").write_text(token + "\n")
+        gp_token = token(data_dir, "555000000001", "555000000101")
+        (RESULTS / "token.txt").write_text(gp_token + "\n")
         env = {
             "BENCH_NUMBERS": str(RESULTS / "numbers.txt"),
             "BENCH_TOKEN": str(RESULTS / "token.txt"),
@@ -277,7 +290,7 @@ def main() -> None:
         sample = httpx.get(
             f"{base}/personal-demographics/FHIR/R4/{path}",
             headers={
-                "Authorization": f"Bearer {token}",
+                "Authorization": f"Bearer {gp_token}",
                 "X-Request-ID": "60e0b220-8136-4ca5-ae46-1d97ef59d068",
             },
         )
