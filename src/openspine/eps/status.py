@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from enum import Enum, StrEnum
-from typing import Final
+from typing import Final, Self
 
 from openspine.platform.errors import SpineError
 
@@ -32,7 +32,26 @@ class InvalidStateTransition(SpineError):
     issue_type = "business-rule"
 
 
-class PrescriptionStatus(Enum):
+class _Coded(Enum):
+    """An enumeration whose values are (code, display) pairs of an NHS code system."""
+
+    @property
+    def code(self) -> str:
+        return str(self.value[0])
+
+    @property
+    def display(self) -> str:
+        return str(self.value[1])
+
+    @classmethod
+    def from_code(cls, code: str) -> Self:
+        for member in cls:
+            if member.code == code:
+                return member
+        raise ValueError(f"unknown {cls.__name__} code {code!r}")
+
+
+class PrescriptionStatus(_Coded):
     """Prescription (and prescription issue) statuses, code and display."""
 
     AWAITING_RELEASE_READY = ("0000", "Awaiting Release Ready")
@@ -49,23 +68,8 @@ class PrescriptionStatus(Enum):
     FUTURE_DATED = ("9001", "Prescription future instance")
     CANCELLED_FUTURE_INSTANCE = ("9005", "Cancelled future instance")
 
-    @property
-    def code(self) -> str:
-        return self.value[0]
 
-    @property
-    def display(self) -> str:
-        return self.value[1]
-
-    @classmethod
-    def from_code(cls, code: str) -> PrescriptionStatus:
-        for status in cls:
-            if status.code == code:
-                return status
-        raise ValueError(f"unknown prescription status {code!r}")
-
-
-class LineItemStatus(Enum):
+class LineItemStatus(_Coded):
     """Line item statuses (``medicationdispense-type``), code and display."""
 
     FULLY_DISPENSED = ("0001", "Item fully dispensed")
@@ -76,14 +80,6 @@ class LineItemStatus(Enum):
     EXPIRED = ("0006", "Expired")
     TO_BE_DISPENSED = ("0007", "Item to be dispensed")
     WITH_DISPENSER = ("0008", "Item with dispenser")
-
-    @property
-    def code(self) -> str:
-        return self.value[0]
-
-    @property
-    def display(self) -> str:
-        return self.value[1]
 
 
 class Event(StrEnum):
