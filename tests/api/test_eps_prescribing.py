@@ -305,14 +305,17 @@ async def test_cancellation_r_codes(client: httpx.AsyncClient, clients: Clients)
         pytest.skip(f"NHS reference material not present at {EXAMPLES}")
     token = await user_token(client, clients, GP)
     prescription_id, items = await create_prescription(client, clients, token)
-    first = await post(
-        client, token, "$process-message", cancellation(clients, prescription_id, items[0])
-    )
+    message = cancellation(clients, prescription_id, items[0])
+    first = await post(client, token, "$process-message", message)
     assert first.status_code == 200, first.text
     assert r_code(first) == "R-0001"
     from fhir.resources.R4B.bundle import Bundle
 
     Bundle.model_validate(first.json())
+    request_header = message["entry"][0]
+    assert request_header["resource"]["resourceType"] == "MessageHeader"
+    response_header = first.json()["entry"][0]["resource"]
+    assert request_header["fullUrl"] == f"urn:uuid:{response_header['response']['identifier']}"
     again = await post(
         client, token, "$process-message", cancellation(clients, prescription_id, items[0])
     )

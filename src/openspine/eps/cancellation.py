@@ -9,6 +9,8 @@ prescriber; R-0008 not found; R-0010 not dispensed.
 
 from __future__ import annotations
 
+import re
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -49,10 +51,12 @@ _FUTURE: Final = frozenset(
         PrescriptionStatus.AWAITING_RELEASE_READY,
     }
 )
+_FHIR_ID: Final = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
 
 @dataclass(frozen=True, slots=True)
 class CancelRequest:
+    message_id: str  # the request message's id, which the response's MessageHeader answers
     prescription_id: str
     item_id: str
     patient_nhs_number: str | None
@@ -96,6 +100,7 @@ def parse_cancel(bundle: Mapping[str, Any]) -> CancelRequest:
     patients = [r for r in resources if r.get("resourceType") == "Patient"]
     roles = [r for r in resources if r.get("resourceType") == "PractitionerRole"]
     return CancelRequest(
+        message_id=_message_id(bundle, entries),
         prescription_id=str(prescription_id),
         item_id=item_id,
         patient_nhs_number=identifier_value(patients[0].get("identifier", []), NHS_NUMBER)
@@ -108,6 +113,31 @@ def parse_cancel(bundle: Mapping[str, Any]) -> CancelRequest:
         medication_request=request,
         resources=resources,
     )
+
+
+def _message_id(bundle: Mapping[str, Any], entries: list[Any]) -> str:
+    """The id a response message names in ``MessageHeader.response.identifier`` (FHIR ``id``).
+
+    The request's MessageHeader id (or the UUID of its ``urn:uuid`` full URL), else the message
+    identifier NHS senders put on the Bundle, else the Bundle's id. A prescription id is never one:
+    its check character may be ``+``, which a FHIR ``id`` cannot hold.
+    """
+    candidates: list[Any] = []
+    for entry in entries:
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if isinstance(resource, dict) and resource.get("resourceType") == "MessageHeader":
+            full_url = entry.get("fullUrl")
+            candidates.append(resource.get("id"))
+            if isinstance(full_url, str) and full_url.startswith("urn:uuid:"):
+                candidates.append(full_url.removeprefix("urn:uuid:"))
+    identifier = bundle.get("identifier")
+    if isinstance(identifier, dict):
+        candidates.append(identifier.get("value"))
+    candidates.append(bundle.get("id"))
+    for candidate in candidates:
+        if isinstance(candidate, str) and _FHIR_ID.fullmatch(candidate):
+            return candidate
+    raise MissingValue("The message must carry an id: MessageHeader.id or Bundle.identifier")
 
 
 def decide(record: Mapping[str, Any], request: CancelRequest) -> Decision:
@@ -184,15 +214,27 @@ def response_bundle(request: CancelRequest, code: str, timestamp: str) -> dict[s
             "display": "OpenSpine",
         },
         "source": {"name": "OpenSpine", "endpoint": "$process-message"},
-        "response": {"identifier": request.prescription_id, "code": "ok"},
+        "response": {"identifier": request.message_id, "code": "ok"},
     }
     entries = [header, medication_request] + [
         dict(r)
         for r in request.resources
         if r.get("resourceType") in ("Patient", "Practitioner", "PractitionerRole", "Organization")
     ]
+    message_id = str(uuid.uuid4())
+    header["extension"] = [
+        {
+            "url": "https://fhir.nhs.uk/StructureDefinition/Extension-MessageHeader-messageId",
+            "valueIdentifier": {
+                "system": "https://tools.ietf.org/html/rfc4122",
+                "value": message_id,
+            },
+        }
+    ]
     return {
         "resourceType": "Bundle",
+        "id": message_id,
+        "identifier": {"system": "https://tools.ietf.org/html/rfc4122", "value": message_id},
         "type": "message",
         "timestamp": timestamp,
         "entry": [{"resource": r} for r in entries],

@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from openspine.eps.cancellation import CancelRequest, decide
+from openspine.eps.cancellation import CancelRequest, decide, parse_cancel, response_bundle
+from openspine.platform.errors import MissingValue
 
 
 def record(status: str, items: tuple[str, ...] = ("0007", "0007"), **extra: Any) -> dict[str, Any]:
@@ -19,6 +20,7 @@ def record(status: str, items: tuple[str, ...] = ("0007", "0007"), **extra: Any)
 
 def request(item: str = "item-0", role_profile: str = "rp-1") -> CancelRequest:
     return CancelRequest(
+        message_id="17773b27-427e-4940-8c16-64cdac715001",
         prescription_id="X",
         item_id=item,
         patient_nhs_number=None,
@@ -133,3 +135,47 @@ def test_tracker_task_is_valid_fhir_even_for_ids_ending_in_plus() -> None:
     Task.model_validate(task)
     assert task["groupIdentifier"]["value"] == "4243A0-A99968-4E149+"
     assert task["businessStatus"]["coding"][0]["display"] == "With Dispenser"
+
+
+def cancel_message(prescription_id: str, **bundle: Any) -> dict[str, Any]:
+    medication_request = {
+        "resourceType": "MedicationRequest",
+        "status": "cancelled",
+        "intent": "order",
+        "subject": {"reference": "urn:uuid:78d3c2eb-009e-4ec8-a358-b042954aa9b2"},
+        "medicationCodeableConcept": {"text": "Amoxicillin 250mg capsules"},
+        "statusReason": {"coding": [{"code": "0001"}]},
+        "groupIdentifier": {"value": prescription_id},
+        "identifier": [
+            {"system": "https://fhir.nhs.uk/Id/prescription-order-item-number", "value": "a-1"}
+        ],
+    }
+    return {"resourceType": "Bundle", "entry": [{"resource": medication_request}], **bundle}
+
+
+def test_the_response_answers_the_request_message_not_the_prescription() -> None:
+    # A prescription id's check character may be '+', which a FHIR id cannot hold.
+    message = cancel_message("9E605B-A83008-E9E41+", identifier={"value": "46183abc-9fad"})
+    message["entry"].insert(
+        0,
+        {
+            "fullUrl": "urn:uuid:17773b27-427e-4940-8c16-64cdac715001",
+            "resource": {"resourceType": "MessageHeader"},
+        },
+    )
+    parsed = parse_cancel(message)
+    assert parsed.message_id == "17773b27-427e-4940-8c16-64cdac715001"
+    answer = response_bundle(parsed, "R-0001", "2026-11-24T00:00:00+00:00")
+    header = answer["entry"][0]["resource"]
+    assert header["response"] == {"identifier": parsed.message_id, "code": "ok"}
+    assert answer["id"] == answer["identifier"]["value"] != parsed.message_id
+    from fhir.resources.R4B.bundle import Bundle
+
+    Bundle.model_validate(answer)
+
+
+def test_the_message_id_falls_back_to_the_bundle_identifier_and_must_exist() -> None:
+    assert parse_cancel(cancel_message("P", identifier={"value": "m-1"})).message_id == "m-1"
+    assert parse_cancel(cancel_message("P", id="b-1")).message_id == "b-1"
+    with pytest.raises(MissingValue):
+        parse_cancel(cancel_message("P", id="not an id+"))
