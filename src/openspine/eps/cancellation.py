@@ -199,7 +199,7 @@ def response_bundle(request: CancelRequest, code: str, timestamp: str) -> dict[s
     others = [e for e in medication_request.get("extension", []) if isinstance(e, dict)]
     medication_request["extension"] = [history, *others]
     medication_request["status"] = "cancelled" if code == "R-0001" else "active"
-    header = {
+    header: dict[str, Any] = {
         "resourceType": "MessageHeader",
         "eventCoding": {
             "system": "https://fhir.nhs.uk/CodeSystem/message-event",
