@@ -76,6 +76,7 @@ def build_platform(settings: Settings) -> Platform:
         settings.store_url,
         max_batch=settings.writer_max_batch,
         sqlite_synchronous=settings.sqlite_synchronous,
+        sqlite_writer_socket=settings.sqlite_writer_socket,
         pool_size=settings.postgres_pool_size,
     )
     directory = DirectoryService(store)

@@ -6,6 +6,7 @@ Each worker builds its app from the environment that ``openspine serve`` set for
 
 from __future__ import annotations
 
+import gc
 import os
 from pathlib import Path
 
@@ -27,4 +28,10 @@ def settings_from_env() -> Settings:
 
 
 def app_from_env() -> Starlette:
-    return create_app(settings_from_env())
+    app = create_app(settings_from_env())
+    # The modules and the app built here live as long as the worker. Frozen, they are no longer
+    # scanned by every full collection: with them, each full collection paused a worker for
+    # 50-80 ms, several times a second under load, which was the p99 of every scenario.
+    gc.collect()
+    gc.freeze()
+    return app

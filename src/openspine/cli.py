@@ -188,20 +188,41 @@ def _serve(data_dir: Path, host: str, port: int, workers: int) -> None:
     from granian import Granian
     from granian.constants import Interfaces
 
+    from openspine.platform.storage.ports import StoreUnavailable
+    from openspine.platform.storage.sqlite_writer import start_writer_process
+
     base_url = f"http://{host}:{port}"
     os.environ["OPENSPINE_DATA_DIR"] = str(data_dir)
     os.environ["OPENSPINE_PUBLIC_BASE_URL"] = base_url
+    settings = _settings(data_dir, base_url).with_env_overrides(os.environ)
+    writer = None
+    if settings.store_url.startswith("sqlite:///"):
+        # One writer process commits every worker's writes together (ADR 0015).
+        try:
+            writer = start_writer_process(
+                Path(settings.store_url.removeprefix("sqlite:///")),
+                synchronous=settings.sqlite_synchronous,
+                max_batch=settings.writer_max_batch,
+            )
+        except StoreUnavailable as exc:
+            raise click.ClickException(str(exc)) from None
+        os.environ["OPENSPINE_SQLITE_WRITER_SOCKET"] = str(writer.socket_path)
     threading.Thread(target=_announce_when_ready, args=(base_url,), daemon=True).start()
-    Granian(
-        "openspine.asgi:app_from_env",
-        address=host,
-        port=port,
-        interface=Interfaces.ASGI,
-        workers=workers,
-        factory=True,
-        log_access=False,
-        backlog=2048,
-    ).serve()
+    try:
+        Granian(
+            "openspine.asgi:app_from_env",
+            address=host,
+            port=port,
+            interface=Interfaces.ASGI,
+            workers=workers,
+            factory=True,
+            log_access=False,
+            backlog=2048,
+        ).serve()
+    finally:
+        if writer is not None:
+            os.environ.pop("OPENSPINE_SQLITE_WRITER_SOCKET", None)
+            writer.stop()
 
 
 @main.command()

@@ -57,6 +57,8 @@ class Settings:
     access_token_ttl_seconds: int = 600
     writer_max_batch: int = 512
     sqlite_synchronous: str = "FULL"
+    #: The writer process's socket (``openspine serve`` sets it; ADR 0015); None: write in-process.
+    sqlite_writer_socket: Path | None = None
     postgres_pool_size: int = 8
     demo_mode: bool = False
     log_level: str = "INFO"
@@ -163,6 +165,11 @@ class Settings:
             access_token_ttl_seconds=integer("OPENSPINE_ACCESS_TOKEN_TTL", 600),
             writer_max_batch=integer("OPENSPINE_WRITER_MAX_BATCH", 512),
             sqlite_synchronous=env.get("OPENSPINE_SQLITE_SYNCHRONOUS", "FULL"),
+            sqlite_writer_socket=(
+                Path(env["OPENSPINE_SQLITE_WRITER_SOCKET"])
+                if env.get("OPENSPINE_SQLITE_WRITER_SOCKET")
+                else None
+            ),
             postgres_pool_size=integer("OPENSPINE_POSTGRES_POOL_SIZE", 8),
             demo_mode=demo == "true",
             log_level=env.get("OPENSPINE_LOG_LEVEL", "INFO"),
@@ -184,8 +191,11 @@ class Settings:
         )
 
     def with_env_overrides(self, env: Mapping[str, str]) -> Settings:
-        """A data-dir store's settings with the MESH variables an operator set on top."""
+        """A data-dir store's settings with the MESH variables an operator set on top, and the
+        writer process's socket that ``openspine serve`` set."""
         changes: dict[str, Any] = {}
+        if env.get("OPENSPINE_SQLITE_WRITER_SOCKET"):
+            changes["sqlite_writer_socket"] = Path(env["OPENSPINE_SQLITE_WRITER_SOCKET"])
         if env.get("OPENSPINE_MESH_SHARED_KEY"):
             changes["mesh_shared_key"] = Secret(env["OPENSPINE_MESH_SHARED_KEY"])
         if env.get("OPENSPINE_MESH_SANDBOX"):

@@ -29,6 +29,8 @@ from openspine.platform.storage.ports import (
     VersionConflict,
     WriteSet,
 )
+from openspine.platform.storage.sqlite import SqliteStore
+from openspine.platform.storage.sqlite_writer import WriterProcess, start_writer_process
 
 pytestmark = pytest.mark.anyio
 PG_URL = os.environ.get("OPENSPINE_TEST_POSTGRES_URL")
@@ -51,11 +53,18 @@ def put(
     return PutResource("Thing", rid, version, body, expected)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(
+    params=[
+        "sqlite",
+        "sqlite-writer-process",
+        pytest.param("postgres", marks=pytest.mark.postgres),
+    ]
+)
 async def store_and_sql(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[tuple[Store, Execute]]:
-    if request.param == "sqlite":
+    writer: WriterProcess | None = None
+    if request.param.startswith("sqlite"):
         path = tmp_path / "contract.db"
         url = f"sqlite:///{path}"
         upgrade(url)
@@ -85,12 +94,22 @@ async def store_and_sql(
             with psycopg.connect(PG_URL, autocommit=True) as admin:
                 admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
-    store = open_store(url, max_batch=64)
+    if request.param == "sqlite-writer-process":
+        # Write sets go to the writer process `openspine serve` runs (ADR 0015).
+        writer = start_writer_process(path, synchronous="FULL", max_batch=64)
+    store = open_store(
+        url, max_batch=64, sqlite_writer_socket=writer.socket_path if writer else None
+    )
     await store.start()
     try:
         yield store, execute
+        if writer is not None:
+            assert isinstance(store, SqliteStore)
+            assert store.writes_through_writer_process  # never fell back to its own thread
     finally:
         await store.close()
+        if writer is not None:
+            writer.stop()
         drop()
 
 

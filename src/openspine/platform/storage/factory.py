@@ -10,7 +10,12 @@ __all__ = ["open_store"]
 
 
 def open_store(
-    url: str, *, max_batch: int = 512, sqlite_synchronous: str = "FULL", pool_size: int = 8
+    url: str,
+    *,
+    max_batch: int = 512,
+    sqlite_synchronous: str = "FULL",
+    sqlite_writer_socket: Path | None = None,
+    pool_size: int = 8,
 ) -> Store:
     if url.startswith("sqlite:///"):
         from openspine.platform.storage.sqlite import SqliteStore
@@ -19,6 +24,7 @@ def open_store(
             Path(url.removeprefix("sqlite:///")),
             synchronous=sqlite_synchronous,
             max_batch=max_batch,
+            writer_socket=sqlite_writer_socket,
         )
     if url.startswith("postgresql://"):
         from openspine.platform.storage.postgres import PostgresStore

@@ -1,23 +1,21 @@
-"""SQLite adapter: stdlib driver, WAL, synchronous point reads, one group-commit writer thread.
+"""SQLite adapter: stdlib driver, WAL, synchronous point reads, group-committed writes.
 
 Reads run on the caller's thread with a per-thread read-only connection (a point read is about
-10 µs, cheaper than any thread hop). Writes are queued to one writer thread per process, which
-takes everything waiting (up to ``max_batch``), applies each write set inside its own SAVEPOINT
-of one ``BEGIN IMMEDIATE`` transaction, commits once (fsync with ``synchronous=FULL``) and only
-then answers every waiting request, waking each event loop once per batch. A write set that
-fails rolls back to its savepoint alone; a read's audit-only write set cannot fail alone, so it
-needs no savepoint, and the batch's read audit rows go in with one ``executemany`` (ADR 0013).
-Several processes may share the file (``openspine serve --workers N``): their writers take
-turns through an exclusive ``flock`` on ``<store>.writer-lock``, which the kernel hands to the
-next waiter as soon as it is released; ``BEGIN IMMEDIATE`` alone would leave a waiting writer
-in SQLite's busy handler, which sleeps in steps of up to 100 ms (ADR 0014).
+10 µs, cheaper than any thread hop). Writes are group-committed (:mod:`.sqlite_commit`): each
+write set in its own SAVEPOINT of one ``BEGIN IMMEDIATE`` transaction, one COMMIT (fsync with
+``synchronous=FULL``) per batch, and only then the answer.
+
+Who commits: with ``writer_socket`` (``openspine serve`` sets it), write sets go to the one
+writer process of :mod:`.sqlite_writer`, which batches every worker's writes together (ADR 0015).
+Without it, and for exclusive jobs (bulk load, index merge), or once the link to the writer
+process has failed, this process's own writer thread commits, taking everything queued (up to
+``max_batch``) and waking each event loop once per batch. All of them take turns through the
+store's writer lock, so any number of processes may write one file (ADR 0014).
 """
 
 from __future__ import annotations
 
 import asyncio
-import fcntl
-import os
 import queue
 import sqlite3
 import threading
@@ -28,35 +26,24 @@ from typing import Any, TypeVar
 
 from openspine.platform.storage.batching import ChainCursor
 from openspine.platform.storage.ports import (
-    AlreadyExists,
     AuditRecord,
     AuditRow,
-    IdempotencyKeyTaken,
     IdempotencyRecord,
-    NonceReplayed,
     PutResource,
     ResourceState,
     StoredResource,
-    StoreError,
     StoreUnavailable,
-    VersionConflict,
     WriteResult,
     WriteSet,
 )
 from openspine.platform.storage.sql import SQL
+from openspine.platform.storage.sqlite_commit import Committer, connect
+from openspine.platform.storage.sqlite_writer import WriterLink
 
 __all__ = ["SqliteStore"]
 
 T = TypeVar("T")
 _STOP = object()
-_NONCE_PURGE_EVERY = 1000
-_LOCK_FLAGS = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
-
-
-#: Page cache per connection (KiB): index inserts and range scans stay in memory.
-_CACHE_KIB = 256 * 1024
-#: Helper threads SQLite's sorter may use for a large ORDER BY or CREATE INDEX (ADR 0014).
-_SORTER_THREADS = 2
 
 
 def _now() -> str:
@@ -80,14 +67,21 @@ def _settle_all(outcomes: list[tuple[asyncio.Future[Any], object]]) -> None:
 class SqliteStore:
     """The embedded store; ``path`` is the database file (created by the migrations)."""
 
-    def __init__(self, path: Path, *, synchronous: str = "FULL", max_batch: int = 512) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        synchronous: str = "FULL",
+        max_batch: int = 512,
+        writer_socket: Path | None = None,
+    ) -> None:
         self._path = path
         self._synchronous = synchronous
         self._max_batch = max_batch
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._local = threading.local()
         self._writer: threading.Thread | None = None
-        self._batches = 0
+        self._link = WriterLink(writer_socket) if writer_socket is not None else None
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -104,6 +98,8 @@ class SqliteStore:
             raise StoreUnavailable("the writer could not open the store") from failure
 
     async def close(self) -> None:
+        if self._link is not None:
+            self._link.close()
         if self._writer is not None:
             self._queue.put(_STOP)
             await asyncio.to_thread(self._writer.join)
@@ -113,24 +109,10 @@ class SqliteStore:
             conn.close()
             self._local.conn = None
 
-    def _connect(self, *, read_only: bool) -> sqlite3.Connection:
-        conn = sqlite3.connect(
-            self._path, isolation_level=None, check_same_thread=False, cached_statements=256
-        )
-        conn.execute("PRAGMA busy_timeout = 10000")
-        conn.execute(f"PRAGMA synchronous = {self._synchronous}")
-        conn.execute(f"PRAGMA cache_size = -{_CACHE_KIB}")
-        conn.execute(f"PRAGMA threads = {_SORTER_THREADS}")
-        if read_only:
-            conn.execute("PRAGMA query_only = 1")
-        else:
-            conn.execute("PRAGMA journal_mode = WAL")
-        return conn
-
     def _reader(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = self._connect(read_only=True)
+            conn = connect(self._path, synchronous=self._synchronous, read_only=True)
             self._local.conn = conn
         return conn
 
@@ -206,7 +188,14 @@ class SqliteStore:
 
     # -- writes --------------------------------------------------------------------------------
 
+    @property
+    def writes_through_writer_process(self) -> bool:
+        """True while write sets go to the writer process (False: this process's own thread)."""
+        return self._link is not None and not self._link.failed
+
     async def write(self, writes: WriteSet) -> WriteResult:
+        if self._link is not None and not self._link.failed:
+            return await self._link.write(writes)
         future: asyncio.Future[WriteResult] = asyncio.get_running_loop().create_future()
         self._queue.put((writes, asyncio.get_running_loop(), future))
         return await future
@@ -271,16 +260,8 @@ class SqliteStore:
 
     def _writer_main(self, ready: queue.SimpleQueue[BaseException | None]) -> None:
         try:
-            conn = self._connect(read_only=False)
-        except sqlite3.Error as exc:
-            ready.put(exc)
-            return
-        try:
-            lock = os.open(
-                self._path.with_name(self._path.name + ".writer-lock"), _LOCK_FLAGS, 0o600
-            )
-        except OSError as exc:
-            conn.close()
+            committer = Committer(self._path, synchronous=self._synchronous)
+        except (sqlite3.Error, OSError) as exc:
             ready.put(exc)
             return
         ready.put(None)
@@ -299,143 +280,15 @@ class SqliteStore:
                         self._queue.put(_STOP)
                         break
                     batch.append(nxt)
-                fcntl.flock(lock, fcntl.LOCK_EX)  # blocks without the GIL
-                try:
-                    self._run_batch(conn, batch)
-                finally:
-                    fcntl.flock(lock, fcntl.LOCK_UN)
+                outcomes = committer.commit([job for job, _loop, _future in batch])
+                # One wake-up of each event loop per batch, not one per request: every
+                # call_soon_threadsafe writes to the loop's self-pipe.
+                by_loop: dict[
+                    asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], object]]
+                ] = {}
+                for (_job, loop, future), outcome in zip(batch, outcomes, strict=True):
+                    by_loop.setdefault(loop, []).append((future, outcome))
+                for loop, settled in by_loop.items():
+                    loop.call_soon_threadsafe(_settle_all, settled)
         finally:
-            os.close(lock)
-            conn.close()
-
-    def _run_batch(self, conn: sqlite3.Connection, batch: list[Any]) -> None:
-        results: list[object] = []
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            head = conn.execute(SQL.AUDIT_HEAD).fetchone()
-            cursor = ChainCursor(int(head[0]), str(head[1]))
-            start = cursor.mark()
-            read_audit: list[tuple[int, str, str, bytes, str, str]] = []
-            for job, _loop, _future in batch:
-                if isinstance(job, WriteSet) and job.is_audit_only():
-                    # A read's audit event: no condition can fail, so no savepoint; the rows
-                    # of the whole batch go in with one executemany below.
-                    rows = [cursor.link(record) for record in job.audit]
-                    read_audit.extend(rows)
-                    results.append(WriteResult(tuple(row[0] for row in rows)))
-                    continue
-                mark = cursor.mark()
-                conn.execute("SAVEPOINT ws")
-                try:
-                    if isinstance(job, WriteSet):
-                        outcome: object = self._apply(conn, job, cursor)
-                    else:
-                        outcome = job(conn, cursor)
-                    conn.execute("RELEASE ws")
-                except (StoreError, sqlite3.IntegrityError) as exc:
-                    conn.execute("ROLLBACK TO ws")
-                    conn.execute("RELEASE ws")
-                    cursor.rewind(mark)
-                    outcome = exc if isinstance(exc, StoreError) else AlreadyExists(str(exc))
-                results.append(outcome)
-            if read_audit:
-                conn.executemany(SQL.AUDIT_INSERT, read_audit)
-            if cursor.mark() != start:
-                conn.execute(SQL.AUDIT_HEAD_SET, cursor.mark())
-            self._batches += 1
-            if self._batches % _NONCE_PURGE_EVERY == 0:
-                conn.execute(SQL.NONCE_PURGE, (int(time.time()),))
-            conn.execute("COMMIT")
-        except Exception as exc:  # every waiting request must be answered, whatever failed
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            failure = StoreUnavailable("the store refused the transaction")
-            failure.__cause__ = exc
-            results = [failure] * len(batch)
-        # One wake-up of each event loop per batch, not one per request: every
-        # call_soon_threadsafe writes to the loop's self-pipe.
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], object]]] = {}
-        for (_job, loop, future), outcome in zip(batch, results, strict=True):
-            by_loop.setdefault(loop, []).append((future, outcome))
-        for loop, outcomes in by_loop.items():
-            loop.call_soon_threadsafe(_settle_all, outcomes)
-
-    def _apply(self, conn: sqlite3.Connection, ws: WriteSet, cursor: ChainCursor) -> WriteResult:
-        now = _now()
-        if ws.idempotency is not None:
-            rec = ws.idempotency
-            try:
-                conn.execute(
-                    SQL.IDEMPOTENCY_INSERT,
-                    (
-                        rec.caller,
-                        rec.request_id,
-                        rec.fingerprint,
-                        rec.status,
-                        rec.headers,
-                        rec.body,
-                        now,
-                    ),
-                )
-            except sqlite3.IntegrityError as exc:
-                raise IdempotencyKeyTaken(rec.request_id) from exc
-        for nonce in ws.nonces:
-            try:
-                conn.execute(SQL.NONCE_INSERT, (nonce.issuer, nonce.value, nonce.expires_at))
-            except sqlite3.IntegrityError as exc:
-                raise NonceReplayed(nonce.issuer) from exc
-        for put in ws.puts:
-            self._put(conn, put, now)
-        seqs = []
-        for record in ws.audit:
-            row = cursor.link(record)
-            conn.execute(SQL.AUDIT_INSERT, row)
-            seqs.append(row[0])
-        for message in ws.outbox:
-            conn.execute(SQL.OUTBOX_INSERT, (message.topic, message.key, message.payload, now))
-        return WriteResult(tuple(seqs))
-
-    @staticmethod
-    def _put(conn: sqlite3.Connection, put: PutResource, now: str) -> None:
-        if put.expected_version is None:
-            try:
-                conn.execute(
-                    SQL.INSERT,
-                    (
-                        put.resource_type,
-                        put.id,
-                        put.version,
-                        put.state.value,
-                        put.body,
-                        put.restricted_body,
-                        put.successor_id,
-                        now,
-                    ),
-                )
-            except sqlite3.IntegrityError as exc:
-                raise AlreadyExists(f"{put.resource_type}/{put.id}") from exc
-        else:
-            previous = conn.execute(SQL.GET, (put.resource_type, put.id)).fetchone()
-            if previous is None or previous[0] != put.expected_version:
-                raise VersionConflict(f"{put.resource_type}/{put.id}")
-            conn.execute(SQL.HISTORY, (put.resource_type, put.id, previous[0], previous[2], now))
-            conn.execute(
-                SQL.UPDATE,
-                (
-                    put.version,
-                    put.state.value,
-                    put.body,
-                    put.restricted_body,
-                    put.successor_id,
-                    now,
-                    put.resource_type,
-                    put.id,
-                    put.expected_version,
-                ),
-            )
-        if put.search_keys is not None:
-            conn.execute(SQL.INDEX_DELETE, (put.resource_type, put.id))
-            conn.executemany(
-                SQL.INDEX_INSERT,
-                [(put.resource_type, param, value, put.id) for param, value in put.search_keys],
-            )
+            committer.close()

@@ -1,0 +1,223 @@
+"""SQLite group commit: one batch of write sets in one transaction, under the writer lock.
+
+A :class:`Committer` owns a store file's writer connection and an exclusive ``flock`` on
+``<store>.writer-lock``. It applies a batch inside one ``BEGIN IMMEDIATE`` transaction: each
+write set in its own SAVEPOINT, so a failing one rolls back alone; a read's audit-only write set
+cannot fail alone, so the batch's read audit rows go in with one ``executemany`` (ADR 0013). It
+commits once (fsync with ``synchronous=FULL``) and returns one outcome per job: a
+:class:`WriteResult`, the job's own result, or the :class:`StoreError` that refused it.
+
+Whoever holds a committer takes turns with every other one on the same file through the lock,
+which the kernel hands to the next waiter as soon as it is released; ``BEGIN IMMEDIATE`` alone
+would leave a waiting writer in SQLite's busy handler, which sleeps in steps of up to 100 ms
+(ADR 0014). The in-process writer thread of :mod:`.sqlite` and the writer process of
+:mod:`.sqlite_writer` (ADR 0015) both commit through one.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from openspine.platform.storage.batching import ChainCursor
+from openspine.platform.storage.ports import (
+    AlreadyExists,
+    IdempotencyKeyTaken,
+    NonceReplayed,
+    PutResource,
+    StoreError,
+    StoreUnavailable,
+    VersionConflict,
+    WriteResult,
+    WriteSet,
+)
+from openspine.platform.storage.sql import SQL
+
+__all__ = ["Committer", "Job", "connect"]
+
+#: A write set, or an exclusive job (bulk load, index merge) run inside its own savepoint.
+Job = WriteSet | Callable[[sqlite3.Connection, ChainCursor], Any]
+
+_NONCE_PURGE_EVERY = 1000
+_LOCK_FLAGS = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
+#: Page cache per connection (KiB): index inserts and range scans stay in memory.
+_CACHE_KIB = 256 * 1024
+#: Helper threads SQLite's sorter may use for a large ORDER BY or CREATE INDEX (ADR 0014).
+_SORTER_THREADS = 2
+
+
+def connect(path: Path, *, synchronous: str, read_only: bool) -> sqlite3.Connection:
+    conn = sqlite3.connect(
+        path, isolation_level=None, check_same_thread=False, cached_statements=256
+    )
+    conn.execute("PRAGMA busy_timeout = 10000")
+    conn.execute(f"PRAGMA synchronous = {synchronous}")
+    conn.execute(f"PRAGMA cache_size = -{_CACHE_KIB}")
+    conn.execute(f"PRAGMA threads = {_SORTER_THREADS}")
+    if read_only:
+        conn.execute("PRAGMA query_only = 1")
+    else:
+        conn.execute("PRAGMA journal_mode = WAL")
+    return conn
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+class Committer:
+    """The writer connection of one store file; not thread-safe (one writer thread uses it)."""
+
+    def __init__(self, path: Path, *, synchronous: str) -> None:
+        self._conn = connect(path, synchronous=synchronous, read_only=False)
+        try:
+            self._lock = os.open(path.with_name(path.name + ".writer-lock"), _LOCK_FLAGS, 0o600)
+        except OSError:
+            self._conn.close()
+            raise
+        self._batches = 0
+
+    def close(self) -> None:
+        os.close(self._lock)
+        self._conn.close()
+
+    def commit(self, jobs: Sequence[Job]) -> list[object]:
+        """Apply ``jobs`` in one transaction; one outcome per job, in order."""
+        fcntl.flock(self._lock, fcntl.LOCK_EX)  # blocks without the GIL
+        try:
+            return self._run_batch(jobs)
+        finally:
+            fcntl.flock(self._lock, fcntl.LOCK_UN)
+
+    def _run_batch(self, jobs: Sequence[Job]) -> list[object]:
+        conn = self._conn
+        results: list[object] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            head = conn.execute(SQL.AUDIT_HEAD).fetchone()
+            cursor = ChainCursor(int(head[0]), str(head[1]))
+            start = cursor.mark()
+            read_audit: list[tuple[int, str, str, bytes, str, str]] = []
+            for job in jobs:
+                if isinstance(job, WriteSet) and job.is_audit_only():
+                    # A read's audit event: no condition can fail, so no savepoint; the rows
+                    # of the whole batch go in with one executemany below.
+                    rows = [cursor.link(record) for record in job.audit]
+                    read_audit.extend(rows)
+                    results.append(WriteResult(tuple(row[0] for row in rows)))
+                    continue
+                mark = cursor.mark()
+                conn.execute("SAVEPOINT ws")
+                try:
+                    if isinstance(job, WriteSet):
+                        outcome: object = self._apply(job, cursor)
+                    else:
+                        outcome = job(conn, cursor)
+                    conn.execute("RELEASE ws")
+                except (StoreError, sqlite3.IntegrityError) as exc:
+                    conn.execute("ROLLBACK TO ws")
+                    conn.execute("RELEASE ws")
+                    cursor.rewind(mark)
+                    outcome = exc if isinstance(exc, StoreError) else AlreadyExists(str(exc))
+                results.append(outcome)
+            if read_audit:
+                conn.executemany(SQL.AUDIT_INSERT, read_audit)
+            if cursor.mark() != start:
+                conn.execute(SQL.AUDIT_HEAD_SET, cursor.mark())
+            self._batches += 1
+            if self._batches % _NONCE_PURGE_EVERY == 0:
+                conn.execute(SQL.NONCE_PURGE, (int(time.time()),))
+            conn.execute("COMMIT")
+        except Exception as exc:  # every waiting request must be answered, whatever failed
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            failure = StoreUnavailable("the store refused the transaction")
+            failure.__cause__ = exc
+            results = [failure] * len(jobs)
+        return results
+
+    def _apply(self, ws: WriteSet, cursor: ChainCursor) -> WriteResult:
+        conn = self._conn
+        now = _now()
+        if ws.idempotency is not None:
+            rec = ws.idempotency
+            try:
+                conn.execute(
+                    SQL.IDEMPOTENCY_INSERT,
+                    (
+                        rec.caller,
+                        rec.request_id,
+                        rec.fingerprint,
+                        rec.status,
+                        rec.headers,
+                        rec.body,
+                        now,
+                    ),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise IdempotencyKeyTaken(rec.request_id) from exc
+        for nonce in ws.nonces:
+            try:
+                conn.execute(SQL.NONCE_INSERT, (nonce.issuer, nonce.value, nonce.expires_at))
+            except sqlite3.IntegrityError as exc:
+                raise NonceReplayed(nonce.issuer) from exc
+        for put in ws.puts:
+            _put(conn, put, now)
+        seqs = []
+        for record in ws.audit:
+            row = cursor.link(record)
+            conn.execute(SQL.AUDIT_INSERT, row)
+            seqs.append(row[0])
+        for message in ws.outbox:
+            conn.execute(SQL.OUTBOX_INSERT, (message.topic, message.key, message.payload, now))
+        return WriteResult(tuple(seqs))
+
+
+def _put(conn: sqlite3.Connection, put: PutResource, now: str) -> None:
+    if put.expected_version is None:
+        try:
+            conn.execute(
+                SQL.INSERT,
+                (
+                    put.resource_type,
+                    put.id,
+                    put.version,
+                    put.state.value,
+                    put.body,
+                    put.restricted_body,
+                    put.successor_id,
+                    now,
+                ),
+            )
+        except sqlite3.IntegrityError as exc:
+            raise AlreadyExists(f"{put.resource_type}/{put.id}") from exc
+    else:
+        previous = conn.execute(SQL.GET, (put.resource_type, put.id)).fetchone()
+        if previous is None or previous[0] != put.expected_version:
+            raise VersionConflict(f"{put.resource_type}/{put.id}")
+        conn.execute(SQL.HISTORY, (put.resource_type, put.id, previous[0], previous[2], now))
+        conn.execute(
+            SQL.UPDATE,
+            (
+                put.version,
+                put.state.value,
+                put.body,
+                put.restricted_body,
+                put.successor_id,
+                now,
+                put.resource_type,
+                put.id,
+                put.expected_version,
+            ),
+        )
+    if put.search_keys is not None:
+        conn.execute(SQL.INDEX_DELETE, (put.resource_type, put.id))
+        conn.executemany(
+            SQL.INDEX_INSERT,
+            [(put.resource_type, param, value, put.id) for param, value in put.search_keys],
+        )

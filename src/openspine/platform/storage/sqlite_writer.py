@@ -1,0 +1,380 @@
+"""One writer process for every web worker on a SQLite store (ADR 0015).
+
+``openspine serve`` starts it next to granian's workers. Each worker sends its write sets over a
+Unix socket; the writer process group-commits everything waiting from all of them in one
+transaction (:class:`.sqlite_commit.Committer`) and answers each write only after COMMIT. It is
+the only process that writes on the request path, so its batches hold every worker's waiting
+writes, it never waits for another worker's turn, and nothing in it competes for its GIL while
+it holds the store's writer lock. Workers still commit their exclusive jobs (bulk load, index
+merge) themselves, under the same lock; a worker whose link breaks falls back to its own writer
+thread (:class:`.sqlite.SqliteStore`).
+
+The wire: frames of a 4-byte big-endian length and MessagePack, decoded by msgspec into typed
+values only (never arbitrary objects): ``(request number, write set)`` one way and ``(request
+number, audit sequence numbers, error kind, error text)`` the other. The socket lives in a
+directory only the serving user can open (mode 0700); the link never leaves the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import logging
+import os
+import queue
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final, TypeVar
+
+import msgspec
+
+from openspine.platform.storage.ports import (
+    AlreadyExists,
+    IdempotencyKeyTaken,
+    NonceReplayed,
+    StoreError,
+    StoreUnavailable,
+    VersionConflict,
+    WriteResult,
+    WriteSet,
+)
+from openspine.platform.storage.sqlite_commit import Committer
+
+__all__ = ["WriterLink", "WriterProcess", "start_writer_process"]
+
+log = logging.getLogger(__name__)
+
+_HEADER: Final = struct.Struct("!I")
+#: A frame larger than this is refused: write sets are resources, not message bodies (those go to
+#: the blob store).
+MAX_FRAME: Final = 64 * 1024 * 1024
+_READY: Final = b"ready\n"
+_POLL_SECONDS: Final = 0.5
+
+
+T = TypeVar("T")
+Request = tuple[int, WriteSet]
+#: (request number, audit sequence numbers, error kind ("" when written), error text)
+Reply = tuple[int, tuple[int, ...], str, str]
+_ERRORS: Final[dict[str, type[StoreError]]] = {
+    cls.__name__: cls
+    for cls in (
+        AlreadyExists,
+        IdempotencyKeyTaken,
+        NonceReplayed,
+        StoreUnavailable,
+        VersionConflict,
+    )
+}
+_encoder = msgspec.msgpack.Encoder()
+_requests = msgspec.msgpack.Decoder(Request)
+_replies = msgspec.msgpack.Decoder(Reply)
+
+
+def frame(value: Request | Reply) -> bytes:
+    payload = _encoder.encode(value)
+    return _HEADER.pack(len(payload)) + payload
+
+
+def reply(number: int, outcome: object) -> Reply:
+    if isinstance(outcome, WriteResult):
+        return (number, outcome.audit_seqs, "", "")
+    if isinstance(outcome, StoreError) and type(outcome).__name__ in _ERRORS:
+        return (number, (), type(outcome).__name__, str(outcome))
+    return (number, (), StoreUnavailable.__name__, "the store refused the transaction")
+
+
+def outcome(answer: Reply) -> WriteResult | StoreError:
+    _number, seqs, kind, text = answer
+    if not kind:
+        return WriteResult(seqs)
+    return _ERRORS.get(kind, StoreUnavailable)(text)
+
+
+def frames(buffer: bytearray, decoder: msgspec.msgpack.Decoder[T]) -> list[T]:
+    """Every complete frame in ``buffer``, decoded; what is left stays in ``buffer``."""
+    found: list[T] = []
+    start = 0
+    end = len(buffer)
+    with memoryview(buffer) as view:
+        while end - start >= _HEADER.size:
+            (size,) = _HEADER.unpack_from(view, start)
+            if size > MAX_FRAME:
+                raise ValueError("frame too large")
+            body_start = start + _HEADER.size
+            if end - body_start < size:
+                break
+            found.append(decoder.decode(view[body_start : body_start + size]))
+            start = body_start + size
+    del buffer[:start]
+    return found
+
+
+# -- the writer process ---------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Peer:
+    sock: socket.socket
+    open: bool = True
+
+
+def _read_peer(peer: _Peer, jobs: queue.SimpleQueue[tuple[_Peer, int, WriteSet] | None]) -> None:
+    buffer = bytearray()
+    try:
+        while True:
+            chunk = peer.sock.recv(1 << 16)
+            if not chunk:
+                return
+            buffer += chunk
+            for number, writes in frames(buffer, _requests):
+                jobs.put((peer, number, writes))
+    except (OSError, ValueError, msgspec.DecodeError) as exc:
+        log.warning("writer link closed: %s", type(exc).__name__)
+    finally:
+        peer.open = False
+        with suppress(OSError):
+            peer.sock.shutdown(socket.SHUT_RDWR)
+
+
+def _accept(
+    listener: socket.socket, jobs: queue.SimpleQueue[tuple[_Peer, int, WriteSet] | None]
+) -> None:
+    while True:
+        try:
+            sock, _ = listener.accept()
+        except OSError:
+            return
+        peer = _Peer(sock)
+        threading.Thread(
+            target=_read_peer, args=(peer, jobs), name="openspine-writer-peer", daemon=True
+        ).start()
+
+
+def serve(store: Path, socket_path: Path, *, synchronous: str, max_batch: int) -> None:
+    """Run the writer process until SIGTERM, or until the process that started it is gone."""
+    parent = os.getppid()
+    if not store.is_file():  # connecting would create an empty file
+        raise SystemExit(f"no store at {store}: run `openspine migrate`")
+    committer = Committer(store, synchronous=synchronous)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(socket_path))
+    listener.listen(128)
+    jobs: queue.SimpleQueue[tuple[_Peer, int, WriteSet] | None] = queue.SimpleQueue()
+    signal.signal(signal.SIGTERM, lambda *_: jobs.put(None))
+    threading.Thread(
+        target=_accept, args=(listener, jobs), name="openspine-writer-accept", daemon=True
+    ).start()
+    sys.stdout.buffer.write(_READY)
+    sys.stdout.flush()
+    try:
+        while True:
+            try:
+                item = jobs.get(timeout=_POLL_SECONDS)
+            except queue.Empty:
+                if os.getppid() != parent:
+                    return
+                continue
+            if item is None:
+                return
+            batch = [item]
+            stopping = False
+            while len(batch) < max_batch:
+                try:
+                    more = jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stopping = True
+                    break
+                batch.append(more)
+            outcomes = committer.commit([writes for _peer, _number, writes in batch])
+            replies: dict[int, tuple[_Peer, list[bytes]]] = {}
+            for (peer, number, _writes), outcome in zip(batch, outcomes, strict=True):
+                replies.setdefault(id(peer), (peer, []))[1].append(frame(reply(number, outcome)))
+            for peer, answers in replies.values():
+                if peer.open:
+                    try:
+                        peer.sock.sendall(b"".join(answers))
+                    except OSError:
+                        peer.open = False
+            if stopping:
+                return
+    finally:
+        listener.close()
+        committer.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="OpenSpine's SQLite writer process (ADR 0015)")
+    parser.add_argument("--store", type=Path, required=True)
+    parser.add_argument("--socket", type=Path, required=True)
+    parser.add_argument("--synchronous", default="FULL")
+    parser.add_argument("--max-batch", type=int, default=512)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    serve(args.store, args.socket, synchronous=args.synchronous, max_batch=args.max_batch)
+
+
+@dataclass(slots=True)
+class WriterProcess:
+    """A started writer process and the socket it listens on."""
+
+    process: subprocess.Popen[bytes]
+    socket_path: Path
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        with suppress(FileNotFoundError):
+            self.socket_path.unlink()
+        with suppress(OSError):
+            self.socket_path.parent.rmdir()
+
+
+def start_writer_process(store: Path, *, synchronous: str, max_batch: int) -> WriterProcess:
+    """Start the writer process for ``store``; return once it accepts connections."""
+    # A short private path: a Unix socket's path is limited to 107 bytes, and only the serving
+    # user may connect (mkdtemp makes the directory 0700).
+    socket_path = Path(tempfile.mkdtemp(prefix="openspine-writer-")) / "writer.sock"
+    process = subprocess.Popen(  # noqa: S603 - our own interpreter and module, no shell
+        [
+            sys.executable,
+            "-m",
+            "openspine.platform.storage.sqlite_writer",
+            "--store",
+            str(store),
+            "--socket",
+            str(socket_path),
+            "--synchronous",
+            synchronous,
+            "--max-batch",
+            str(max_batch),
+        ],
+        stdout=subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    process.stdout.close()
+    started = WriterProcess(process, socket_path)
+    if line != _READY:
+        started.stop()
+        raise StoreUnavailable("the writer process did not start")
+    return started
+
+
+# -- the workers' end -----------------------------------------------------------------------------
+
+
+class _LinkProtocol(asyncio.Protocol):
+    def __init__(self, link: WriterLink) -> None:
+        self._link = link
+        self._buffer = bytearray()
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        pending = self._link.pending
+        try:
+            for answer in frames(self._buffer, _replies):
+                future = pending.pop(answer[0], None)
+                if future is None or future.done():
+                    continue
+                result = outcome(answer)
+                if isinstance(result, WriteResult):
+                    future.set_result(result)
+                else:
+                    future.set_exception(result)
+        except (ValueError, msgspec.DecodeError):
+            self._link.broken("the writer process sent an unreadable answer")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._link.broken("the writer process went away")
+
+
+class WriterLink:
+    """A worker's connection to the writer process, opened on first use in its event loop."""
+
+    def __init__(self, socket_path: Path) -> None:
+        self._socket_path = socket_path
+        self._transport: asyncio.Transport | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._connecting: asyncio.Future[None] | None = None
+        self._numbers = itertools.count()
+        self.pending: dict[int, asyncio.Future[WriteResult]] = {}
+        #: Frames written in this turn of the event loop, sent together at its end: one send
+        #: and one wake-up of the writer process for all of them.
+        self._outgoing: list[bytes] = []
+        #: Set once the link has failed: the store then writes through its own writer thread.
+        self.failed = False
+
+    async def write(self, writes: WriteSet) -> WriteResult:
+        loop = asyncio.get_running_loop()
+        if self._transport is None or self._loop is not loop:
+            await self._connect(loop)
+        assert self._transport is not None
+        number = next(self._numbers)
+        future: asyncio.Future[WriteResult] = loop.create_future()
+        self.pending[number] = future
+        if not self._outgoing:
+            loop.call_soon(self._flush)
+        self._outgoing.append(frame((number, writes)))
+        return await future
+
+    def _flush(self) -> None:
+        outgoing, self._outgoing = self._outgoing, []
+        if self._transport is not None:
+            self._transport.write(b"".join(outgoing))
+
+    async def _connect(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._connecting is not None and self._loop is loop:
+            await asyncio.shield(self._connecting)
+            return
+        self._loop = loop
+        self._connecting = loop.create_future()
+        try:
+            transport, _ = await loop.create_unix_connection(
+                lambda: _LinkProtocol(self), str(self._socket_path)
+            )
+        except OSError as exc:
+            self._connecting.set_exception(StoreUnavailable("no writer process"))
+            self._connecting.exception()  # retrieved: the waiters re-raise their own
+            self.failed = True
+            raise StoreUnavailable("no writer process") from exc
+        self._transport = transport
+        self._connecting.set_result(None)
+
+    def broken(self, reason: str) -> None:
+        """Fail every write in flight (their outcome is unknown) and stop using the link."""
+        if not self.failed:
+            log.warning("%s; writing through this process's own writer", reason)
+        self.failed = True
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+        pending, self.pending = self.pending, {}
+        for future in pending.values():
+            if not future.done():
+                future.set_exception(StoreUnavailable(reason))
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,199 @@
+"""The one writer process of a served SQLite store (ADR 0015): workers' write sets go to it.
+
+Each ``SqliteStore`` here stands for one worker process; the writer process is the real one,
+started as ``openspine serve`` starts it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import struct
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from openspine.platform.audit.events import AuditAction, AuditContext, AuditOutcome, audit_record
+from openspine.platform.audit.verify import verify_chain
+from openspine.platform.storage.migrate import upgrade
+from openspine.platform.storage.ports import (
+    AuditRecord,
+    ConsumeNonce,
+    NonceReplayed,
+    PutResource,
+    StoreUnavailable,
+    VersionConflict,
+    WriteSet,
+)
+from openspine.platform.storage.sqlite import SqliteStore
+from openspine.platform.storage.sqlite_writer import (
+    MAX_FRAME,
+    WriterProcess,
+    frame,
+    frames,
+    start_writer_process,
+)
+
+pytestmark = pytest.mark.anyio
+
+
+def _audit() -> AuditRecord:
+    return audit_record(
+        action=AuditAction.TEST_WRITE,
+        outcome=AuditOutcome.SUCCESS,
+        principal=None,
+        context=AuditContext(str(uuid.uuid4()), None),
+    )
+
+
+@pytest.fixture
+def store_path(tmp_path: Path) -> Path:
+    path = tmp_path / "served.db"
+    upgrade(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture
+def writer(store_path: Path) -> Iterator[WriterProcess]:
+    started = start_writer_process(store_path, synchronous="FULL", max_batch=16)
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+@pytest.fixture
+async def workers(store_path: Path, writer: WriterProcess) -> AsyncIterator[list[SqliteStore]]:
+    stores = [SqliteStore(store_path, writer_socket=writer.socket_path) for _ in range(2)]
+    for store in stores:
+        await store.start()
+    try:
+        yield stores
+    finally:
+        for store in stores:
+            await store.close()
+
+
+async def test_workers_and_a_local_writer_take_turns_and_lose_nothing(
+    store_path: Path, workers: list[SqliteStore]
+) -> None:
+    # A third store without the link commits in-process, as a bulk load or an index merge does;
+    # it takes turns with the writer process through the writer lock.
+    local = SqliteStore(store_path, max_batch=8)
+    await local.start()
+    stores = [*workers, local]
+    try:
+        await local.write(WriteSet(puts=[PutResource("Thing", "counter", 1, b"1", None)]))
+
+        async def bump(store: SqliteStore) -> bool:
+            current = await store.get("Thing", "counter")
+            assert current is not None
+            nxt = current.version + 1
+            put = PutResource("Thing", "counter", nxt, str(nxt).encode(), current.version)
+            try:
+                await store.write(WriteSet(puts=[put], audit=[_audit()]))
+            except VersionConflict:
+                return False
+            return True
+
+        async def create(store: SqliteStore, name: str) -> None:
+            put = PutResource("Thing", name, 1, b"{}", None)
+            await store.write(WriteSet(puts=[put], audit=[_audit()]))
+
+        outcomes = await asyncio.gather(
+            *(bump(stores[i % 3]) for i in range(60)),
+            *(create(stores[i % 3], f"t{i}") for i in range(300)),
+            *(workers[i % 2].write(WriteSet(audit=[_audit()])) for i in range(300)),
+        )
+        wins = sum(1 for outcome in outcomes[:60] if outcome is True)
+        counter = await workers[0].get("Thing", "counter")
+        assert counter is not None
+        assert counter.version == 1 + wins  # every winner counted, no lost update
+        assert await workers[1].count("Thing") == 301
+        result = await verify_chain(local)
+        assert result.ok
+        assert result.checked == wins + 300 + 300
+        assert all(store.writes_through_writer_process for store in workers)
+    finally:
+        await local.close()
+
+
+async def test_a_refused_write_set_comes_back_as_its_own_error(
+    workers: list[SqliteStore],
+) -> None:
+    first, second = workers
+    nonce = ConsumeNonce("issuer", "n-1", 2**31)
+    await first.write(WriteSet(nonces=[nonce]))
+    with pytest.raises(NonceReplayed):
+        await second.write(WriteSet(nonces=[nonce], audit=[_audit()]))
+    await first.write(WriteSet(puts=[PutResource("Thing", "a", 1, b"{}", None)]))
+    with pytest.raises(VersionConflict):
+        await second.write(WriteSet(puts=[PutResource("Thing", "a", 3, b"{}", 2)]))
+    assert (await second.audit_head())[0] == 0  # the refused write sets left no audit event
+
+
+async def test_a_worker_falls_back_to_its_own_writer_when_the_writer_process_dies(
+    workers: list[SqliteStore], writer: WriterProcess
+) -> None:
+    store = workers[0]
+    await store.write(WriteSet(audit=[_audit()]))
+    assert store.writes_through_writer_process
+    os.kill(writer.process.pid, signal.SIGKILL)
+    writer.process.wait()
+    # The first write after the loss may be the one that finds it: its outcome is unknown,
+    # so it is refused (503), never retried behind the caller's back.
+    with contextlib.suppress(StoreUnavailable):
+        await store.write(WriteSet(audit=[_audit()]))
+    written = await store.write(WriteSet(puts=[PutResource("Thing", "after", 1, b"{}", None)]))
+    assert not store.writes_through_writer_process
+    assert written.audit_seqs == ()
+    assert await store.get("Thing", "after") is not None
+    assert (await verify_chain(store)).ok
+
+
+async def test_the_writer_process_drops_a_link_that_sends_garbage(
+    workers: list[SqliteStore], writer: WriterProcess
+) -> None:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as rogue:
+        rogue.connect(str(writer.socket_path))
+        rogue.sendall(struct.pack("!I", 5) + b"\xc1\xc1\xc1\xc1\xc1")  # not MessagePack
+        rogue.settimeout(5)
+        assert rogue.recv(1) == b""  # closed by the writer process
+    written = await workers[0].write(WriteSet(audit=[_audit()]))
+    assert written.audit_seqs == (1,)
+    assert workers[0].writes_through_writer_process
+
+
+def test_frames_are_read_whole_across_chunks_and_oversized_ones_refused() -> None:
+    decoder = msgspec.msgpack.Decoder(tuple[int, WriteSet])
+    wire = frame((1, WriteSet(audit=[_audit()]))) + frame((2, WriteSet()))
+    buffer = bytearray()
+    seen = []
+    for i in range(0, len(wire), 7):
+        buffer += wire[i : i + 7]
+        seen += [number for number, _ in frames(buffer, decoder)]
+    assert seen == [1, 2]
+    assert buffer == bytearray()
+    with pytest.raises(ValueError, match="too large"):
+        frames(bytearray(struct.pack("!I", MAX_FRAME + 1)), decoder)
+
+
+def test_the_writer_process_refuses_a_missing_store_and_cleans_up(tmp_path: Path) -> None:
+    with pytest.raises(StoreUnavailable):
+        start_writer_process(tmp_path / "missing.db", synchronous="FULL", max_batch=8)
+    assert not (tmp_path / "missing.db").exists()
+
+
+def test_stopping_the_writer_process_removes_its_socket(store_path: Path) -> None:
+    started = start_writer_process(store_path, synchronous="FULL", max_batch=8)
+    assert started.socket_path.exists()
+    assert started.socket_path.parent.stat().st_mode & 0o777 == 0o700
+    started.stop()
+    assert started.process.returncode == 0
+    assert not started.socket_path.parent.exists()
