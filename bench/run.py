@@ -271,6 +271,7 @@ def main() -> None:
             str(args.workers),
         ],
         {},
+        log=RESULTS / "server.log",
     )
     try:
         wait_ready(f"{base}/_ping")
