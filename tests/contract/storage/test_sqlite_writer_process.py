@@ -12,6 +12,9 @@ import os
 import signal
 import socket
 import struct
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -197,3 +200,41 @@ def test_stopping_the_writer_process_removes_its_socket(store_path: Path) -> Non
     started.stop()
     assert started.process.returncode == 0
     assert not started.socket_path.parent.exists()
+
+
+def test_the_writer_process_leaves_when_its_parent_is_killed(store_path: Path) -> None:
+    # The parent stands for `openspine serve`, killed with SIGKILL: no chance to stop the writer.
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path;"
+            "from openspine.platform.storage.sqlite_writer import start_writer_process;"
+            f"w = start_writer_process(Path({str(store_path)!r}), synchronous='FULL', max_batch=8);"
+            "print(w.process.pid, w.socket_path, flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert parent.stdout is not None
+    pid, socket_path = parent.stdout.readline().split()
+    parent.stdout.close()
+    assert Path(socket_path).exists()
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while Path(socket_path).parent.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not Path(socket_path).parent.exists()  # it noticed, and removed its socket
+    while _running(int(pid)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _running(int(pid))
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan is reaped by whatever PID 1 the machine has)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"

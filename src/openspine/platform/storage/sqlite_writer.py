@@ -212,6 +212,15 @@ def serve(store: Path, socket_path: Path, *, synchronous: str, max_batch: int) -
     finally:
         listener.close()
         committer.close()
+        # Also when the process that started it was killed and cannot clean up.
+        _remove_socket(socket_path)
+
+
+def _remove_socket(socket_path: Path) -> None:
+    with suppress(FileNotFoundError):
+        socket_path.unlink()
+    with suppress(OSError):
+        socket_path.parent.rmdir()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -240,10 +249,7 @@ class WriterProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        with suppress(FileNotFoundError):
-            self.socket_path.unlink()
-        with suppress(OSError):
-            self.socket_path.parent.rmdir()
+        _remove_socket(self.socket_path)
 
 
 def start_writer_process(store: Path, *, synchronous: str, max_batch: int) -> WriterProcess:
