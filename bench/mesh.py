@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import requests
 from mesh_client import AuthTokenGenerator, Endpoint, MeshClient
 
 from bench.run import HERE, RESULTS, children, free_port, start, stop, wait_ready
@@ -232,7 +233,12 @@ def measure(
     if shutil.which("wrk"):
         result["wrk"] = wrk_phases(url, sender, recipient, args, args.work)
     if args.big_mib:
-        result["big"] = big_transfer(url, sender, recipient, args.big_mib, pid)
+        try:
+            result["big"] = big_transfer(url, sender, recipient, args.big_mib, pid)
+        except requests.HTTPError as exc:
+            # mesh-sandbox with 2 workers once answered 404 to the download of the 1 GiB message
+            # it had accepted (2026-11-24): record the failure in the results, keep the rates.
+            result["big"] = {"error": str(exc)[:200]}
     return result
 
 

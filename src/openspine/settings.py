@@ -47,7 +47,7 @@ class Secret:
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """Everything a process needs to run; see docs/operations.md for each variable."""
+    """Everything a process needs to run; docs/operations.md lists each variable."""
 
     store_url: str
     token_signing_key_file: Path

@@ -238,3 +238,36 @@ def _running(pid: int) -> bool:
     except (FileNotFoundError, ProcessLookupError):
         return False
     return state != "Z"
+
+
+async def test_without_a_writer_process_a_worker_writes_itself(
+    store_path: Path, tmp_path: Path
+) -> None:
+    store = SqliteStore(store_path, writer_socket=tmp_path / "nobody-listens.sock")
+    await store.start()
+    try:
+        written = await store.write(WriteSet(audit=[_audit()]))  # nothing was sent: no 503
+        assert written.audit_seqs == (1,)
+        assert not store.writes_through_writer_process
+    finally:
+        await store.close()
+
+
+async def test_a_stop_signal_lets_linked_workers_finish_their_writes(store_path: Path) -> None:
+    writer = start_writer_process(store_path, synchronous="FULL", max_batch=8)
+    try:
+        store = SqliteStore(store_path, writer_socket=writer.socket_path)
+        await store.start()
+        try:
+            await store.write(WriteSet(audit=[_audit()]))
+            writer.process.send_signal(signal.SIGTERM)  # as a service manager stops the group
+            await asyncio.sleep(0.7)  # more than one of its polls
+            written = await store.write(WriteSet(audit=[_audit()]))
+            assert written.audit_seqs == (2,)
+            assert store.writes_through_writer_process
+            assert writer.process.poll() is None
+        finally:
+            await store.close()
+        assert writer.process.wait(timeout=5) == 0  # the last link gone, it leaves
+    finally:
+        writer.stop()

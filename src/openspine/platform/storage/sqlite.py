@@ -38,7 +38,7 @@ from openspine.platform.storage.ports import (
 )
 from openspine.platform.storage.sql import SQL
 from openspine.platform.storage.sqlite_commit import Committer, connect
-from openspine.platform.storage.sqlite_writer import WriterLink
+from openspine.platform.storage.sqlite_writer import WriterLink, WriterUnreachable
 
 __all__ = ["SqliteStore"]
 
@@ -195,7 +195,10 @@ class SqliteStore:
 
     async def write(self, writes: WriteSet) -> WriteResult:
         if self._link is not None and not self._link.failed:
-            return await self._link.write(writes)
+            try:
+                return await self._link.write(writes)
+            except WriterUnreachable:
+                pass  # nothing was sent: this process's own writer takes it
         future: asyncio.Future[WriteResult] = asyncio.get_running_loop().create_future()
         self._queue.put((writes, asyncio.get_running_loop(), future))
         return await future

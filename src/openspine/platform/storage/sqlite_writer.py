@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,7 +50,7 @@ from openspine.platform.storage.ports import (
 )
 from openspine.platform.storage.sqlite_commit import Committer
 
-__all__ = ["WriterLink", "WriterProcess", "start_writer_process"]
+__all__ = ["WriterLink", "WriterProcess", "WriterUnreachable", "start_writer_process"]
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,8 @@ _HEADER: Final = struct.Struct("!I")
 MAX_FRAME: Final = 64 * 1024 * 1024
 _READY: Final = b"ready\n"
 _POLL_SECONDS: Final = 0.5
+#: After a stop signal, how long the writer goes on committing for workers still linked.
+DRAIN_SECONDS: Final = 8.0
 
 
 T = TypeVar("T")
@@ -122,13 +125,17 @@ def frames(buffer: bytearray, decoder: msgspec.msgpack.Decoder[T]) -> list[T]:
 # -- the writer process ---------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # hashed by identity
 class _Peer:
     sock: socket.socket
     open: bool = True
 
 
-def _read_peer(peer: _Peer, jobs: queue.SimpleQueue[tuple[_Peer, int, WriteSet] | None]) -> None:
+def _read_peer(
+    peer: _Peer,
+    jobs: queue.SimpleQueue[tuple[_Peer, int, WriteSet] | None],
+    peers: set[_Peer],
+) -> None:
     buffer = bytearray()
     try:
         while True:
@@ -142,12 +149,15 @@ def _read_peer(peer: _Peer, jobs: queue.SimpleQueue[tuple[_Peer, int, WriteSet] 
         log.warning("writer link closed: %s", type(exc).__name__)
     finally:
         peer.open = False
+        peers.discard(peer)
         with suppress(OSError):
             peer.sock.shutdown(socket.SHUT_RDWR)
 
 
 def _accept(
-    listener: socket.socket, jobs: queue.SimpleQueue[tuple[_Peer, int, WriteSet] | None]
+    listener: socket.socket,
+    jobs: queue.SimpleQueue[tuple[_Peer, int, WriteSet] | None],
+    peers: set[_Peer],
 ) -> None:
     while True:
         try:
@@ -155,13 +165,19 @@ def _accept(
         except OSError:
             return
         peer = _Peer(sock)
+        peers.add(peer)
         threading.Thread(
-            target=_read_peer, args=(peer, jobs), name="openspine-writer-peer", daemon=True
+            target=_read_peer, args=(peer, jobs, peers), name="openspine-writer-peer", daemon=True
         ).start()
 
 
 def serve(store: Path, socket_path: Path, *, synchronous: str, max_batch: int) -> None:
-    """Run the writer process until SIGTERM, or until the process that started it is gone."""
+    """Commit the workers' write sets until stopped, or until the process that started it is gone.
+
+    SIGTERM or SIGINT (a service manager or Ctrl-C stops every process of the group at once)
+    does not end it at once: workers still answering their last requests need their writes
+    committed, so it goes on until no worker is linked, for at most ``DRAIN_SECONDS``.
+    """
     parent = os.getppid()
     if not store.is_file():  # connecting would create an empty file
         raise SystemExit(f"no store at {store}: run `openspine migrate`")
@@ -170,14 +186,19 @@ def serve(store: Path, socket_path: Path, *, synchronous: str, max_batch: int) -
     listener.bind(str(socket_path))
     listener.listen(128)
     jobs: queue.SimpleQueue[tuple[_Peer, int, WriteSet] | None] = queue.SimpleQueue()
-    signal.signal(signal.SIGTERM, lambda *_: jobs.put(None))
+    peers: set[_Peer] = set()
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, lambda *_: jobs.put(None))
     threading.Thread(
-        target=_accept, args=(listener, jobs), name="openspine-writer-accept", daemon=True
+        target=_accept, args=(listener, jobs, peers), name="openspine-writer-accept", daemon=True
     ).start()
     sys.stdout.buffer.write(_READY)
     sys.stdout.flush()
+    stop_at: float | None = None
     try:
         while True:
+            if stop_at is not None and (not peers or time.monotonic() - stop_at > DRAIN_SECONDS):
+                return
             try:
                 item = jobs.get(timeout=_POLL_SECONDS)
             except queue.Empty:
@@ -185,30 +206,28 @@ def serve(store: Path, socket_path: Path, *, synchronous: str, max_batch: int) -
                     return
                 continue
             if item is None:
-                return
+                stop_at = stop_at or time.monotonic()
+                continue
             batch = [item]
-            stopping = False
             while len(batch) < max_batch:
                 try:
                     more = jobs.get_nowait()
                 except queue.Empty:
                     break
                 if more is None:
-                    stopping = True
-                    break
+                    stop_at = stop_at or time.monotonic()
+                    continue
                 batch.append(more)
             outcomes = committer.commit([writes for _peer, _number, writes in batch])
-            replies: dict[int, tuple[_Peer, list[bytes]]] = {}
+            replies: dict[_Peer, list[bytes]] = {}
             for (peer, number, _writes), outcome in zip(batch, outcomes, strict=True):
-                replies.setdefault(id(peer), (peer, []))[1].append(frame(reply(number, outcome)))
-            for peer, answers in replies.values():
+                replies.setdefault(peer, []).append(frame(reply(number, outcome)))
+            for peer, answers in replies.items():
                 if peer.open:
                     try:
                         peer.sock.sendall(b"".join(answers))
                     except OSError:
                         peer.open = False
-            if stopping:
-                return
     finally:
         listener.close()
         committer.close()
@@ -283,6 +302,13 @@ def start_writer_process(store: Path, *, synchronous: str, max_batch: int) -> Wr
     return started
 
 
+class WriterUnreachable(StoreUnavailable):
+    """There was no writer process to link to; nothing was sent, so writing elsewhere is safe."""
+
+    def __init__(self) -> None:
+        super().__init__("no writer process")
+
+
 # -- the workers' end -----------------------------------------------------------------------------
 
 
@@ -326,6 +352,7 @@ class WriterLink:
         self._outgoing: list[bytes] = []
         #: Set once the link has failed: the store then writes through its own writer thread.
         self.failed = False
+        self._closing = False
 
     async def write(self, writes: WriteSet) -> WriteResult:
         loop = asyncio.get_running_loop()
@@ -350,22 +377,23 @@ class WriterLink:
             await asyncio.shield(self._connecting)
             return
         self._loop = loop
-        self._connecting = loop.create_future()
+        connecting = self._connecting = loop.create_future()
         try:
             transport, _ = await loop.create_unix_connection(
                 lambda: _LinkProtocol(self), str(self._socket_path)
             )
-        except OSError as exc:
-            self._connecting.set_exception(StoreUnavailable("no writer process"))
-            self._connecting.exception()  # retrieved: the waiters re-raise their own
+        except OSError:
             self.failed = True
-            raise StoreUnavailable("no writer process") from exc
+            log.warning("no writer process to link to; writing through this process's own writer")
+            connecting.set_exception(WriterUnreachable())
+            connecting.exception()  # retrieved: each waiter raises its own
+            raise WriterUnreachable() from None
         self._transport = transport
-        self._connecting.set_result(None)
+        connecting.set_result(None)
 
     def broken(self, reason: str) -> None:
         """Fail every write in flight (their outcome is unknown) and stop using the link."""
-        if not self.failed:
+        if not self.failed and not self._closing:
             log.warning("%s; writing through this process's own writer", reason)
         self.failed = True
         if self._transport is not None:
@@ -377,6 +405,7 @@ class WriterLink:
                 future.set_exception(StoreUnavailable(reason))
 
     def close(self) -> None:
+        self._closing = True
         if self._transport is not None:
             self._transport.close()
             self._transport = None
