@@ -358,7 +358,8 @@ class WriterLink:
         loop = asyncio.get_running_loop()
         if self._transport is None or self._loop is not loop:
             await self._connect(loop)
-        assert self._transport is not None
+        if self._transport is None:  # lost while connecting: nothing of this write was sent
+            raise WriterUnreachable()
         number = next(self._numbers)
         future: asyncio.Future[WriteResult] = loop.create_future()
         self.pending[number] = future
