@@ -121,7 +121,9 @@ local function other()
   -- Track only prescriptions created LAG orders ago: a newer order may still be in flight.
   local created = math.min(#tracked, math.floor(eps_n / 4) - LAG)
   if kind == 2 and created >= 1 then
-    return spine("GET", EPS .. "/Task?group-identifier=" .. tracked[math.random(created)], gp)
+    -- A prescription id's check character may be '+', which a query string must encode.
+    local id = string.gsub(tracked[math.random(created)], "%+", "%%2B")
+    return spine("GET", EPS .. "/Task?group-identifier=" .. id, gp)
   end
   return spine("GET", PDS .. "/Patient/" .. numbers[math.random(#numbers)] .. "/RelatedPerson",
     gp)
