@@ -24,6 +24,10 @@ class LogEvent(StrEnum):
     STOPPED = "platform.stopped"
     UNHANDLED_ERROR = "request.unhandled-error"
     STORE_UNAVAILABLE = "store.unavailable"
+    #: A worker writes through its own writer thread from now on (ADR 0015).
+    WRITER_LINK_LOST = "store.writer-link-lost"
+    #: The writer process closed a worker's link (it went away, or sent an unreadable frame).
+    WRITER_LINK_CLOSED = "store.writer-link-closed"
 
 
 def log_event(event: LogEvent, level: int = logging.INFO, **fields: str | int | float) -> None:

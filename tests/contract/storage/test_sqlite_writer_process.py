@@ -15,18 +15,15 @@ import struct
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import msgspec
 import pytest
 
-from openspine.platform.audit.events import AuditAction, AuditContext, AuditOutcome, audit_record
 from openspine.platform.audit.verify import verify_chain
 from openspine.platform.storage.migrate import upgrade
 from openspine.platform.storage.ports import (
-    AuditRecord,
     ConsumeNonce,
     NonceReplayed,
     PutResource,
@@ -42,17 +39,9 @@ from openspine.platform.storage.sqlite_writer import (
     frames,
     start_writer_process,
 )
+from tests.contract.storage.records import audit_event
 
 pytestmark = pytest.mark.anyio
-
-
-def _audit() -> AuditRecord:
-    return audit_record(
-        action=AuditAction.TEST_WRITE,
-        outcome=AuditOutcome.SUCCESS,
-        principal=None,
-        context=AuditContext(str(uuid.uuid4()), None),
-    )
 
 
 @pytest.fixture
@@ -100,19 +89,19 @@ async def test_workers_and_a_local_writer_take_turns_and_lose_nothing(
             nxt = current.version + 1
             put = PutResource("Thing", "counter", nxt, str(nxt).encode(), current.version)
             try:
-                await store.write(WriteSet(puts=[put], audit=[_audit()]))
+                await store.write(WriteSet(puts=[put], audit=[audit_event()]))
             except VersionConflict:
                 return False
             return True
 
         async def create(store: SqliteStore, name: str) -> None:
             put = PutResource("Thing", name, 1, b"{}", None)
-            await store.write(WriteSet(puts=[put], audit=[_audit()]))
+            await store.write(WriteSet(puts=[put], audit=[audit_event()]))
 
         outcomes = await asyncio.gather(
             *(bump(stores[i % 3]) for i in range(60)),
             *(create(stores[i % 3], f"t{i}") for i in range(300)),
-            *(workers[i % 2].write(WriteSet(audit=[_audit()])) for i in range(300)),
+            *(workers[i % 2].write(WriteSet(audit=[audit_event()])) for i in range(300)),
         )
         wins = sum(1 for outcome in outcomes[:60] if outcome is True)
         counter = await workers[0].get("Thing", "counter")
@@ -134,7 +123,7 @@ async def test_a_refused_write_set_comes_back_as_its_own_error(
     nonce = ConsumeNonce("issuer", "n-1", 2**31)
     await first.write(WriteSet(nonces=[nonce]))
     with pytest.raises(NonceReplayed):
-        await second.write(WriteSet(nonces=[nonce], audit=[_audit()]))
+        await second.write(WriteSet(nonces=[nonce], audit=[audit_event()]))
     await first.write(WriteSet(puts=[PutResource("Thing", "a", 1, b"{}", None)]))
     with pytest.raises(VersionConflict):
         await second.write(WriteSet(puts=[PutResource("Thing", "a", 3, b"{}", 2)]))
@@ -145,14 +134,14 @@ async def test_a_worker_falls_back_to_its_own_writer_when_the_writer_process_die
     workers: list[SqliteStore], writer: WriterProcess
 ) -> None:
     store = workers[0]
-    await store.write(WriteSet(audit=[_audit()]))
+    await store.write(WriteSet(audit=[audit_event()]))
     assert store.writes_through_writer_process
     os.kill(writer.process.pid, signal.SIGKILL)
     writer.process.wait()
     # The first write after the loss may be the one that finds it: its outcome is unknown,
     # so it is refused (503), never retried behind the caller's back.
     with contextlib.suppress(StoreUnavailable):
-        await store.write(WriteSet(audit=[_audit()]))
+        await store.write(WriteSet(audit=[audit_event()]))
     written = await store.write(WriteSet(puts=[PutResource("Thing", "after", 1, b"{}", None)]))
     assert not store.writes_through_writer_process
     assert written.audit_seqs == ()
@@ -168,14 +157,14 @@ async def test_the_writer_process_drops_a_link_that_sends_garbage(
         rogue.sendall(struct.pack("!I", 5) + b"\xc1\xc1\xc1\xc1\xc1")  # not MessagePack
         rogue.settimeout(5)
         assert rogue.recv(1) == b""  # closed by the writer process
-    written = await workers[0].write(WriteSet(audit=[_audit()]))
+    written = await workers[0].write(WriteSet(audit=[audit_event()]))
     assert written.audit_seqs == (1,)
     assert workers[0].writes_through_writer_process
 
 
 def test_frames_are_read_whole_across_chunks_and_oversized_ones_refused() -> None:
     decoder = msgspec.msgpack.Decoder(tuple[int, WriteSet])
-    wire = frame((1, WriteSet(audit=[_audit()]))) + frame((2, WriteSet()))
+    wire = frame((1, WriteSet(audit=[audit_event()]))) + frame((2, WriteSet()))
     buffer = bytearray()
     seen = []
     for i in range(0, len(wire), 7):
@@ -246,7 +235,7 @@ async def test_without_a_writer_process_a_worker_writes_itself(
     store = SqliteStore(store_path, writer_socket=tmp_path / "nobody-listens.sock")
     await store.start()
     try:
-        written = await store.write(WriteSet(audit=[_audit()]))  # nothing was sent: no 503
+        written = await store.write(WriteSet(audit=[audit_event()]))  # nothing was sent: no 503
         assert written.audit_seqs == (1,)
         assert not store.writes_through_writer_process
     finally:
@@ -259,10 +248,10 @@ async def test_a_stop_signal_lets_linked_workers_finish_their_writes(store_path:
         store = SqliteStore(store_path, writer_socket=writer.socket_path)
         await store.start()
         try:
-            await store.write(WriteSet(audit=[_audit()]))
+            await store.write(WriteSet(audit=[audit_event()]))
             writer.process.send_signal(signal.SIGTERM)  # as a service manager stops the group
             await asyncio.sleep(0.7)  # more than one of its polls
-            written = await store.write(WriteSet(audit=[_audit()]))
+            written = await store.write(WriteSet(audit=[audit_event()]))
             assert written.audit_seqs == (2,)
             assert store.writes_through_writer_process
             assert writer.process.poll() is None

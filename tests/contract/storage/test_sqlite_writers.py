@@ -7,27 +7,17 @@ Each ``SqliteStore`` here opens the lock file on its own, so the two writers con
 from __future__ import annotations
 
 import asyncio
-import uuid
 from pathlib import Path
 
 import pytest
 
-from openspine.platform.audit.events import AuditAction, AuditContext, AuditOutcome, audit_record
 from openspine.platform.audit.verify import verify_chain
 from openspine.platform.storage.migrate import upgrade
 from openspine.platform.storage.ports import PutResource, VersionConflict, WriteSet
 from openspine.platform.storage.sqlite import SqliteStore
+from tests.contract.storage.records import audit_event
 
 pytestmark = pytest.mark.anyio
-
-
-def _audit() -> object:
-    return audit_record(
-        action=AuditAction.TEST_WRITE,
-        outcome=AuditOutcome.SUCCESS,
-        principal=None,
-        context=AuditContext(str(uuid.uuid4()), None),
-    )
 
 
 async def test_two_writers_take_turns_and_lose_nothing(tmp_path: Path) -> None:
@@ -50,7 +40,7 @@ async def test_two_writers_take_turns_and_lose_nothing(tmp_path: Path) -> None:
                         puts=[
                             PutResource("Thing", "counter", nxt, str(nxt).encode(), current.version)
                         ],
-                        audit=[_audit()],  # type: ignore[list-item]
+                        audit=[audit_event()],
                     )
                 )
             except VersionConflict:
@@ -59,7 +49,7 @@ async def test_two_writers_take_turns_and_lose_nothing(tmp_path: Path) -> None:
 
         async def create(store: SqliteStore, name: str) -> None:
             await store.write(
-                WriteSet(puts=[PutResource("Thing", name, 1, b"{}", None)], audit=[_audit()])  # type: ignore[list-item]
+                WriteSet(puts=[PutResource("Thing", name, 1, b"{}", None)], audit=[audit_event()])
             )
 
         stores = (first, second)

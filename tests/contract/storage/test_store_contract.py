@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from openspine.platform.audit.events import AuditAction, AuditContext, AuditOutcome, audit_record
 from openspine.platform.audit.verify import verify_chain
 from openspine.platform.storage.factory import open_store
 from openspine.platform.storage.migrate import upgrade
@@ -31,20 +30,12 @@ from openspine.platform.storage.ports import (
 )
 from openspine.platform.storage.sqlite import SqliteStore
 from openspine.platform.storage.sqlite_writer import WriterProcess, start_writer_process
+from tests.contract.storage.records import audit_event
 
 pytestmark = pytest.mark.anyio
 PG_URL = os.environ.get("OPENSPINE_TEST_POSTGRES_URL")
 
 Execute = Callable[[str], None]
-
-
-def audit() -> object:
-    return audit_record(
-        action=AuditAction.TEST_WRITE,
-        outcome=AuditOutcome.SUCCESS,
-        principal=None,
-        context=AuditContext(str(uuid.uuid4()), None),
-    )
 
 
 def put(
@@ -133,7 +124,7 @@ async def test_stale_update_conflicts_and_changes_nothing(
     await store.write(WriteSet(puts=[put("b")]))
     head = await store.audit_head()
     with pytest.raises(VersionConflict):
-        await store.write(WriteSet(puts=[put("b", 2, expected=7)], audit=[audit()]))  # type: ignore[list-item]
+        await store.write(WriteSet(puts=[put("b", 2, expected=7)], audit=[audit_event()]))
     assert (await store.audit_head()) == head
     got = await store.get("Thing", "b")
     assert got is not None
@@ -146,9 +137,9 @@ async def test_search_keys_are_replaced_with_the_resource_and_scanned_in_byte_or
     store, _ = store_and_sql
     keys = (("fd", "SMITH|2010-10-22"), ("fd", "SMYTHE|2010-10-22"), ("fd", "Smith|lower"))
     await store.write(WriteSet(puts=[PutResource("Thing", "k", 1, b"{}", None, search_keys=keys)]))
-    await store.bulk_load(  # type: ignore[arg-type]
+    await store.bulk_load(
         [PutResource("Thing", "k2", 1, b"{}", None, search_keys=(("fd", "SMITH|2011-01-01"),))],
-        audit(),
+        audit_event(),
     )
     assert await store.scan_index("Thing", "fd", "SM", "SM~", 10) == [
         ("k", "SMITH|2010-10-22"),
@@ -179,7 +170,7 @@ async def test_keys_loaded_for_later_are_found_only_after_the_merge(
 ) -> None:
     store, _ = store_and_sql
     for block in range(3):  # several chunks, each with keys out of order
-        await store.bulk_load(  # type: ignore[arg-type]
+        await store.bulk_load(
             [
                 PutResource(
                     "Thing",
@@ -191,7 +182,7 @@ async def test_keys_loaded_for_later_are_found_only_after_the_merge(
                 )
                 for i in range(10)
             ],
-            audit(),
+            audit_event(),
             index_later=True,
         )
         assert await store.count("Thing") == 10 * (block + 1)
@@ -207,17 +198,17 @@ async def test_keys_loaded_for_later_are_found_only_after_the_merge(
     assert await store.scan_index("Thing", "fd", "NAME4|0", "NAME4|0", 10) == []
     assert await store.scan_index("Thing", "fd", "OTHER|", "OTHER|~", 10) == [("p05", "OTHER|0")]
     # A later merge into a non-empty index keeps what is there.
-    await store.bulk_load(  # type: ignore[arg-type]
+    await store.bulk_load(
         [PutResource("Thing", "late", 1, b"{}", None, search_keys=(("fd", "LATE|1"),))],
-        audit(),
+        audit_event(),
         index_later=True,
     )
     assert await store.merge_pending_index() == 1
     assert len(await store.scan_index("Thing", "fd", "A", "Z~", 100)) == 31
     # A pending key that is already indexed (its resource written since) cannot stop a merge.
-    await store.bulk_load(  # type: ignore[arg-type]
+    await store.bulk_load(
         [PutResource("Thing", "later", 1, b"{}", None, search_keys=(("fd", "LATER|1"),))],
-        audit(),
+        audit_event(),
         index_later=True,
     )
     rewritten = PutResource("Thing", "later", 2, b"{}", 1, search_keys=(("fd", "LATER|1"),))
@@ -242,12 +233,12 @@ async def test_group_commit_isolates_a_failing_write_set(
     writes = [
         WriteSet(
             puts=[put(f"g{i}")],
-            audit=[audit()],  # type: ignore[list-item]
+            audit=[audit_event()],
             outbox=[OutboxMessage("test", f"g{i}", b"{}")],
         )
         for i in range(20)
     ]
-    writes.insert(10, WriteSet(puts=[put("g-bad"), put("dup")], audit=[audit()]))  # type: ignore[list-item]
+    writes.insert(10, WriteSet(puts=[put("g-bad"), put("dup")], audit=[audit_event()]))
     results = await asyncio.gather(*(store.write(w) for w in writes), return_exceptions=True)
     failures = [r for r in results if isinstance(r, Exception)]
     assert len(failures) == 1
@@ -278,7 +269,7 @@ async def test_idempotency_record(store_and_sql: tuple[Store, Execute]) -> None:
 
 async def test_bulk_load_is_audited(store_and_sql: tuple[Store, Execute]) -> None:
     store, _ = store_and_sql
-    loaded = await store.bulk_load((put(f"bulk{i}") for i in range(500)), audit())  # type: ignore[arg-type]
+    loaded = await store.bulk_load((put(f"bulk{i}") for i in range(500)), audit_event())
     assert loaded == 500
     assert await store.count("Thing") == 500
     result = await verify_chain(store)
@@ -288,7 +279,7 @@ async def test_bulk_load_is_audited(store_and_sql: tuple[Store, Execute]) -> Non
 
 async def _chain_of(store: Store, n: int) -> None:
     for _ in range(n):
-        await store.write(WriteSet(audit=[audit()]))  # type: ignore[list-item]
+        await store.write(WriteSet(audit=[audit_event()]))
 
 
 @pytest.mark.parametrize(

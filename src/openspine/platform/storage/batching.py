@@ -1,13 +1,55 @@
-"""The part of group commit that both adapters share: chaining audit events within a batch."""
+"""The part of group commit that both adapters share: chaining audit events within a batch,
+and the parameter rows a resource write binds (the same columns in both stores' SQL)."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from typing import Any
 
 from openspine.platform.audit.chain import chain_hash
-from openspine.platform.storage.ports import AuditRecord
+from openspine.platform.storage.ports import AuditRecord, PutResource
 
-__all__ = ["ChainCursor"]
+__all__ = ["ChainCursor", "index_rows", "insert_row", "now", "update_row"]
+
+
+def now() -> str:
+    """The store's timestamp for a row written now (UTC, seconds)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def insert_row(put: PutResource, at: str) -> tuple[Any, ...]:
+    """The parameters of ``SQL.INSERT`` (and of the bulk loads' COPY) for a new resource."""
+    return (
+        put.resource_type,
+        put.id,
+        put.version,
+        put.state.value,
+        put.body,
+        put.restricted_body,
+        put.successor_id,
+        at,
+    )
+
+
+def update_row(put: PutResource, at: str) -> tuple[Any, ...]:
+    """The parameters of ``SQL.UPDATE``: the new version, where the expected one is current."""
+    return (
+        put.version,
+        put.state.value,
+        put.body,
+        put.restricted_body,
+        put.successor_id,
+        at,
+        put.resource_type,
+        put.id,
+        put.expected_version,
+    )
+
+
+def index_rows(put: PutResource) -> list[tuple[str, str, str, str]]:
+    """The parameters of ``SQL.INDEX_INSERT`` for the resource's search keys."""
+    return [(put.resource_type, param, value, put.id) for param, value in put.search_keys or ()]
 
 
 @dataclass(slots=True)

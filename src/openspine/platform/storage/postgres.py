@@ -17,6 +17,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from openspine.platform.storage import batching
 from openspine.platform.storage.batching import ChainCursor
 from openspine.platform.storage.ports import (
     AlreadyExists,
@@ -74,10 +75,6 @@ class _BulkLoad:
 
 #: The writer job that merges pending search keys (``merge_pending_index``).
 _MERGE_PENDING = object()
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 #: How long a request may wait for a database connection before it is answered 503.
@@ -255,7 +252,7 @@ class PostgresStore:
         self, conn: psycopg.AsyncConnection[Any], job: _BulkLoad, cursor: ChainCursor
     ) -> int:
         resources = job.resources
-        now = _now()
+        now = batching.now()
         async with (
             conn.cursor() as cur,
             cur.copy(
@@ -264,18 +261,7 @@ class PostgresStore:
             ) as copy,
         ):
             for r in resources:
-                await copy.write_row(
-                    (
-                        r.resource_type,
-                        r.id,
-                        r.version,
-                        r.state.value,
-                        r.body,
-                        r.restricted_body,
-                        r.successor_id,
-                        now,
-                    )
-                )
+                await copy.write_row(batching.insert_row(r, now))
         async with (
             conn.cursor() as cur,
             cur.copy(
@@ -284,8 +270,8 @@ class PostgresStore:
             ) as copy,
         ):
             for r in resources:
-                for param, value in r.search_keys or ():
-                    await copy.write_row((r.resource_type, param, value, r.id))
+                for key in batching.index_rows(r):
+                    await copy.write_row(key)
         await conn.execute(_Q.AUDIT_INSERT, cursor.link(job.audit))
         return len(resources)
 
@@ -302,7 +288,7 @@ class PostgresStore:
     async def _apply(
         self, conn: psycopg.AsyncConnection[Any], ws: WriteSet, cursor: ChainCursor
     ) -> WriteResult:
-        now = _now()
+        now = batching.now()
         if ws.idempotency is not None:
             rec = ws.idempotency
             try:
@@ -340,19 +326,7 @@ class PostgresStore:
     async def _put(conn: psycopg.AsyncConnection[Any], put: PutResource, now: str) -> None:
         if put.expected_version is None:
             try:
-                await conn.execute(
-                    _Q.INSERT,
-                    (
-                        put.resource_type,
-                        put.id,
-                        put.version,
-                        put.state.value,
-                        put.body,
-                        put.restricted_body,
-                        put.successor_id,
-                        now,
-                    ),
-                )
+                await conn.execute(_Q.INSERT, batching.insert_row(put, now))
             except psycopg.errors.UniqueViolation as exc:
                 raise AlreadyExists(f"{put.resource_type}/{put.id}") from exc
         else:
@@ -363,25 +337,9 @@ class PostgresStore:
             await conn.execute(
                 _Q.HISTORY, (put.resource_type, put.id, previous[0], previous[2], now)
             )
-            await conn.execute(
-                _Q.UPDATE,
-                (
-                    put.version,
-                    put.state.value,
-                    put.body,
-                    put.restricted_body,
-                    put.successor_id,
-                    now,
-                    put.resource_type,
-                    put.id,
-                    put.expected_version,
-                ),
-            )
+            await conn.execute(_Q.UPDATE, batching.update_row(put, now))
         if put.search_keys is not None:
             await conn.execute(_Q.INDEX_DELETE, (put.resource_type, put.id))
             if put.search_keys:
                 async with conn.cursor() as cur:
-                    await cur.executemany(
-                        _Q.INDEX_INSERT,
-                        [(put.resource_type, p, v, put.id) for p, v in put.search_keys],
-                    )
+                    await cur.executemany(_Q.INDEX_INSERT, batching.index_rows(put))

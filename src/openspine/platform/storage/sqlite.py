@@ -19,11 +19,11 @@ import asyncio
 import queue
 import sqlite3
 import threading
-import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from openspine.platform.storage import batching
 from openspine.platform.storage.batching import ChainCursor
 from openspine.platform.storage.ports import (
     AuditRecord,
@@ -44,10 +44,6 @@ __all__ = ["SqliteStore"]
 
 T = TypeVar("T")
 _STOP = object()
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def _settle(future: asyncio.Future[Any], result: object) -> None:
@@ -207,25 +203,9 @@ class SqliteStore:
         self, resources: Iterable[PutResource], audit: AuditRecord, *, index_later: bool = False
     ) -> int:
         resources = list(resources)
-        rows = [
-            (
-                r.resource_type,
-                r.id,
-                r.version,
-                r.state.value,
-                r.body,
-                r.restricted_body,
-                r.successor_id,
-                _now(),
-            )
-            for r in resources
-        ]
-
-        keys = [
-            (r.resource_type, param, value, r.id)
-            for r in resources
-            for param, value in r.search_keys or ()
-        ]
+        at = batching.now()
+        rows = [batching.insert_row(r, at) for r in resources]
+        keys = [key for r in resources for key in batching.index_rows(r)]
         insert_keys = SQL.INDEX_PENDING_INSERT if index_later else SQL.INDEX_INSERT
 
         def load(conn: sqlite3.Connection, cursor: ChainCursor) -> int:

@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from openspine.platform.storage import batching
 from openspine.platform.storage.batching import ChainCursor
 from openspine.platform.storage.ports import (
     AlreadyExists,
@@ -64,10 +65,6 @@ def connect(path: Path, *, synchronous: str, read_only: bool) -> sqlite3.Connect
     else:
         conn.execute("PRAGMA journal_mode = WAL")
     return conn
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 class Committer:
@@ -143,7 +140,7 @@ class Committer:
 
     def _apply(self, ws: WriteSet, cursor: ChainCursor) -> WriteResult:
         conn = self._conn
-        now = _now()
+        now = batching.now()
         if ws.idempotency is not None:
             rec = ws.idempotency
             try:
@@ -181,19 +178,7 @@ class Committer:
 def _put(conn: sqlite3.Connection, put: PutResource, now: str) -> None:
     if put.expected_version is None:
         try:
-            conn.execute(
-                SQL.INSERT,
-                (
-                    put.resource_type,
-                    put.id,
-                    put.version,
-                    put.state.value,
-                    put.body,
-                    put.restricted_body,
-                    put.successor_id,
-                    now,
-                ),
-            )
+            conn.execute(SQL.INSERT, batching.insert_row(put, now))
         except sqlite3.IntegrityError as exc:
             raise AlreadyExists(f"{put.resource_type}/{put.id}") from exc
     else:
@@ -201,23 +186,7 @@ def _put(conn: sqlite3.Connection, put: PutResource, now: str) -> None:
         if previous is None or previous[0] != put.expected_version:
             raise VersionConflict(f"{put.resource_type}/{put.id}")
         conn.execute(SQL.HISTORY, (put.resource_type, put.id, previous[0], previous[2], now))
-        conn.execute(
-            SQL.UPDATE,
-            (
-                put.version,
-                put.state.value,
-                put.body,
-                put.restricted_body,
-                put.successor_id,
-                now,
-                put.resource_type,
-                put.id,
-                put.expected_version,
-            ),
-        )
+        conn.execute(SQL.UPDATE, batching.update_row(put, now))
     if put.search_keys is not None:
         conn.execute(SQL.INDEX_DELETE, (put.resource_type, put.id))
-        conn.executemany(
-            SQL.INDEX_INSERT,
-            [(put.resource_type, param, value, put.id) for param, value in put.search_keys],
-        )
+        conn.executemany(SQL.INDEX_INSERT, batching.index_rows(put))

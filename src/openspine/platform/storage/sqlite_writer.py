@@ -38,6 +38,7 @@ from typing import Final, TypeVar
 
 import msgspec
 
+from openspine.platform.observability import LogEvent, log_event
 from openspine.platform.storage.ports import (
     AlreadyExists,
     IdempotencyKeyTaken,
@@ -51,8 +52,6 @@ from openspine.platform.storage.ports import (
 from openspine.platform.storage.sqlite_commit import Committer
 
 __all__ = ["WriterLink", "WriterProcess", "WriterUnreachable", "start_writer_process"]
-
-log = logging.getLogger(__name__)
 
 _HEADER: Final = struct.Struct("!I")
 #: A frame larger than this is refused: write sets are resources, not message bodies (those go to
@@ -125,49 +124,46 @@ def frames(buffer: bytearray, decoder: msgspec.msgpack.Decoder[T]) -> list[T]:
 # -- the writer process ---------------------------------------------------------------------------
 
 
-@dataclass(slots=True, eq=False)  # hashed by identity
-class _Peer:
-    sock: socket.socket
-    open: bool = True
+#: A worker's write set waiting for the writer: the link it came on and its request number.
+_Queued = tuple[socket.socket, int, WriteSet]
 
 
 def _read_peer(
-    peer: _Peer,
-    jobs: queue.SimpleQueue[tuple[_Peer, int, WriteSet] | None],
-    peers: set[_Peer],
+    peer: socket.socket,
+    jobs: queue.SimpleQueue[_Queued | None],
+    peers: set[socket.socket],
 ) -> None:
     buffer = bytearray()
     try:
         while True:
-            chunk = peer.sock.recv(1 << 16)
+            chunk = peer.recv(1 << 16)
             if not chunk:
                 return
             buffer += chunk
             for number, writes in frames(buffer, _requests):
                 jobs.put((peer, number, writes))
     except (OSError, ValueError, msgspec.DecodeError) as exc:
-        log.warning("writer link closed: %s", type(exc).__name__)
+        log_event(LogEvent.WRITER_LINK_CLOSED, logging.WARNING, error=type(exc).__name__)
     finally:
-        peer.open = False
         peers.discard(peer)
         with suppress(OSError):
-            peer.sock.shutdown(socket.SHUT_RDWR)
+            peer.shutdown(socket.SHUT_RDWR)
+        peer.close()  # a reply still being sent to it fails with OSError, which serve() expects
 
 
 def _accept(
     listener: socket.socket,
-    jobs: queue.SimpleQueue[tuple[_Peer, int, WriteSet] | None],
-    peers: set[_Peer],
+    jobs: queue.SimpleQueue[_Queued | None],
+    peers: set[socket.socket],
 ) -> None:
     while True:
         try:
             sock, _ = listener.accept()
         except OSError:
             return
-        peer = _Peer(sock)
-        peers.add(peer)
+        peers.add(sock)
         threading.Thread(
-            target=_read_peer, args=(peer, jobs, peers), name="openspine-writer-peer", daemon=True
+            target=_read_peer, args=(sock, jobs, peers), name="openspine-writer-peer", daemon=True
         ).start()
 
 
@@ -185,8 +181,8 @@ def serve(store: Path, socket_path: Path, *, synchronous: str, max_batch: int) -
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(str(socket_path))
     listener.listen(128)
-    jobs: queue.SimpleQueue[tuple[_Peer, int, WriteSet] | None] = queue.SimpleQueue()
-    peers: set[_Peer] = set()
+    jobs: queue.SimpleQueue[_Queued | None] = queue.SimpleQueue()
+    peers: set[socket.socket] = set()
     for stop_signal in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop_signal, lambda *_: jobs.put(None))
     threading.Thread(
@@ -219,15 +215,15 @@ def serve(store: Path, socket_path: Path, *, synchronous: str, max_batch: int) -
                     continue
                 batch.append(more)
             outcomes = committer.commit([writes for _peer, _number, writes in batch])
-            replies: dict[_Peer, list[bytes]] = {}
+            replies: dict[socket.socket, list[bytes]] = {}
             for (peer, number, _writes), outcome in zip(batch, outcomes, strict=True):
                 replies.setdefault(peer, []).append(frame(reply(number, outcome)))
             for peer, answers in replies.items():
-                if peer.open:
+                if peer in peers:
                     try:
-                        peer.sock.sendall(b"".join(answers))
+                        peer.sendall(b"".join(answers))
                     except OSError:
-                        peer.open = False
+                        peers.discard(peer)
     finally:
         listener.close()
         committer.close()
@@ -331,10 +327,10 @@ class _LinkProtocol(asyncio.Protocol):
                 else:
                     future.set_exception(result)
         except (ValueError, msgspec.DecodeError):
-            self._link.broken("the writer process sent an unreadable answer")
+            self._link.broken("unreadable-answer")
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._link.broken("the writer process went away")
+        self._link.broken("writer-gone")
 
 
 class WriterLink:
@@ -385,7 +381,7 @@ class WriterLink:
             )
         except OSError:
             self.failed = True
-            log.warning("no writer process to link to; writing through this process's own writer")
+            log_event(LogEvent.WRITER_LINK_LOST, logging.WARNING, reason="unreachable")
             connecting.set_exception(WriterUnreachable())
             connecting.exception()  # retrieved: each waiter raises its own
             raise WriterUnreachable() from None
@@ -395,7 +391,7 @@ class WriterLink:
     def broken(self, reason: str) -> None:
         """Fail every write in flight (their outcome is unknown) and stop using the link."""
         if not self.failed and not self._closing:
-            log.warning("%s; writing through this process's own writer", reason)
+            log_event(LogEvent.WRITER_LINK_LOST, logging.WARNING, reason=reason)
         self.failed = True
         if self._transport is not None:
             self._transport.close()
@@ -403,7 +399,7 @@ class WriterLink:
         pending, self.pending = self.pending, {}
         for future in pending.values():
             if not future.done():
-                future.set_exception(StoreUnavailable(reason))
+                future.set_exception(StoreUnavailable(f"writer link lost: {reason}"))
 
     def close(self) -> None:
         self._closing = True
