@@ -155,8 +155,6 @@ def create_app(settings: Settings) -> Starlette:
                 job.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await job
-            if platform.mesh is not None:
-                platform.mesh.close()
             await platform.store.close()
             log_event(LogEvent.STOPPED)
 

@@ -1,35 +1,36 @@
 """A content-addressed blob store on disk: message chunks stream in and out, never whole in memory.
 
-A chunk is written to a temporary file while its SHA-256 is computed, then made durable and
-renamed to ``blobs/ab/cd/<digest>``: once :meth:`put` returns, the bytes survive a crash, so the
-message record that names the digest can be committed and acknowledged with 202. Identical
-chunks share one file. Object storage (S3-compatible) is the scale-out choice; it has the same
-put-then-commit contract (docs/architecture.md).
+A chunk is written to a temporary file while its SHA-256 is computed, then renamed to
+``blobs/ab/cd/<digest>``. Identical chunks share one file. Object storage (S3-compatible) is the
+scale-out choice; it has the same put-then-commit contract (docs/architecture.md).
 
-Durability is group-committed like the store's writes (ADR 0010): one installer thread takes
-every blob waiting, syncs the file system once (``syncfs``), renames them all into place and
-syncs once more for the directory entries, then answers each waiting upload. Two syncs per
-batch, not three per chunk. Where ``syncfs`` is missing (not Linux), each file and directory is
-fsynced instead.
+Durability is the commit's (ADR 0016): on Linux :meth:`BlobStore.put` does not sync. The write
+set that names the digest carries :attr:`BlobStore.sync_dirs`, and whoever commits it syncs this
+file system once (``syncfs``) for its whole batch before the commit: the bytes and the rename are
+on disk before the record naming them is, and one sync serves every upload of every worker in
+the batch. A body larger than :data:`SMALL` is also fsynced on its own, off the commit's path, so
+the batch's sync has little of it left to write. Without ``syncfs`` (not Linux) each file and its
+directory are fsynced here and there is nothing left for the commit to sync.
+
+After a crash a file whose record never committed may be partial. No record names it, and it is
+never trusted: a later upload of the same digest checks the bytes already there and replaces
+them unless they match.
 """
 
 from __future__ import annotations
 
-import asyncio
-import ctypes
-import ctypes.util
 import hashlib
 import os
-import queue
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from contextlib import suppress
 from pathlib import Path
-from typing import Final
+from typing import BinaryIO, Final
 
 import anyio
+
+from openspine.platform.storage.file_sync import HAVE_SYNCFS, fsync_directory
 
 __all__ = ["BlobStore", "BlobTooLarge"]
 
@@ -44,92 +45,14 @@ class BlobTooLarge(Exception):
     pass
 
 
-def _syncfs_function() -> object | None:
-    name = ctypes.util.find_library("c")
-    libc = ctypes.CDLL(name, use_errno=True) if name else None
-    return getattr(libc, "syncfs", None) if libc is not None else None
-
-
-_SYNCFS = _syncfs_function()
-_STOP = object()
-
-
-@dataclass(frozen=True, slots=True)
-class _Job:
-    tmp: Path
-    digest: str
-    loop: asyncio.AbstractEventLoop
-    future: asyncio.Future[None]
-
-
-class _Installer:
-    """The one thread that makes waiting blobs durable and visible, a batch at a time."""
-
-    def __init__(self, store: BlobStore) -> None:
-        self._store = store
-        self._queue: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._main, name="blob-installer", daemon=True)
-        self._thread.start()
-
-    async def install(self, tmp: Path, digest: str) -> None:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
-        self._queue.put(_Job(tmp, digest, loop, future))
-        await future
-
-    def close(self) -> None:
-        self._queue.put(_STOP)
-        self._thread.join(timeout=10)
-
-    def _main(self) -> None:
-        while True:
-            item = self._queue.get()
-            if not isinstance(item, _Job):
-                return
-            batch = [item]
-            while True:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if not isinstance(nxt, _Job):
-                    self._queue.put(_STOP)
-                    break
-                batch.append(nxt)
-            error: BaseException | None = None
-            try:
-                self._store._install_batch([(job.tmp, job.digest) for job in batch])
-            except BaseException as exc:  # every waiting upload must be answered
-                error = exc
-            for job in batch:
-                job.loop.call_soon_threadsafe(_settle, job.future, error)
-
-
-def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
-    if future.done():
-        return
-    if error is None:
-        future.set_result(None)
-    else:
-        future.set_exception(OSError("the blob store could not make the chunk durable"))
-
-
 class BlobStore:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, sync_by_commit: bool = HAVE_SYNCFS) -> None:
         self._root = root
         self._tmp = root / "tmp"
         self._tmp.mkdir(parents=True, exist_ok=True)
-        self._installer: _Installer | None = None
-
-    def close(self) -> None:
-        if self._installer is not None:
-            self._installer.close()
-            self._installer = None
-
-    async def _make_durable(self, tmp: Path, digest: str) -> None:
-        if self._installer is None:
-            self._installer = _Installer(self)
-        await self._installer.install(tmp, digest)
+        self._sync_by_commit = sync_by_commit
+        #: What a write set naming a new blob must carry (``WriteSet.sync_dirs``).
+        self.sync_dirs: tuple[str, ...] = (str(root),) if sync_by_commit else ()
 
     def path(self, digest: str) -> Path:
         return self._root / digest[:2] / digest[2:4] / digest
@@ -137,8 +60,7 @@ class BlobStore:
     async def put(self, pieces: AsyncIterator[bytes], max_bytes: int) -> tuple[str, int]:
         """Store a stream; return its digest and size. Past ``max_bytes``: raise, keep nothing.
 
-        A body that ends within :data:`SMALL` bytes is written in one worker-thread call (open,
-        write, fsync, rename, directory fsync); a larger one streams piece by piece.
+        The blob is durable once a write set carrying :attr:`sync_dirs` has committed.
         """
         buffered: list[bytes] = []
         size = 0
@@ -152,10 +74,20 @@ class BlobStore:
                 return await self._put_stream(buffered, stream, size, max_bytes)
         data = b"".join(buffered)
         digest = hashlib.sha256(data).hexdigest()
-        tmp = self._tmp / uuid.uuid4().hex
-        await anyio.to_thread.run_sync(tmp.write_bytes, data)
-        await self._make_durable(tmp, digest)
+        await anyio.to_thread.run_sync(self._put_small, data, digest)
         return digest, size
+
+    def _put_small(self, data: bytes, digest: str) -> None:
+        final = self.path(digest)
+        if _holds(final, digest, len(data)):
+            with suppress(FileNotFoundError):  # purged meanwhile: write it again
+                os.utime(final)  # fresh for the purge's grace period
+                return
+        tmp = self._tmp / uuid.uuid4().hex
+        with tmp.open("wb") as handle:
+            handle.write(data)
+            self._settle(handle)
+        self._install(tmp, final)
 
     async def _put_stream(
         self, head: list[bytes], rest: AsyncIterator[bytes], size: int, max_bytes: int
@@ -175,55 +107,37 @@ class BlobStore:
                     raise BlobTooLarge(f"more than {max_bytes} bytes")
                 digest.update(piece)
                 await anyio.to_thread.run_sync(handle.write, piece)
+            # Large: its own fsync now, so the commit's file-system sync has little left to do.
+            await anyio.to_thread.run_sync(lambda: os.fsync(handle.fileno()))
             await anyio.to_thread.run_sync(handle.close)
         except BaseException:
             handle.close()
             tmp.unlink(missing_ok=True)
             raise
         name = digest.hexdigest()
-        await self._make_durable(tmp, name)
+        await anyio.to_thread.run_sync(self._install_streamed, tmp, name, size)
         return name, size
 
-    def _install_batch(self, items: list[tuple[Path, str]]) -> None:
-        """Make every file durable, then move it to its content address, then persist that."""
-        if _SYNCFS is None:
-            for tmp, digest in items:
-                self._install_one(tmp, digest)
-            return
-        self._syncfs()
-        for tmp, digest in items:
-            final = self.path(digest)
-            if final.exists():  # the same bytes, already durable: keep them, fresh for purge
-                tmp.unlink(missing_ok=True)
-                os.utime(final)
-                continue
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(tmp, final)
-        self._syncfs()
-
-    def _syncfs(self) -> None:
-        fd = os.open(self._root, os.O_RDONLY)
-        try:
-            if _SYNCFS(fd) != 0:  # type: ignore[operator]
-                raise OSError(ctypes.get_errno(), "syncfs failed")
-        finally:
-            os.close(fd)
-
-    def _install_one(self, tmp: Path, digest: str) -> None:
+    def _install_streamed(self, tmp: Path, digest: str, size: int) -> None:
         final = self.path(digest)
-        if final.exists():
-            tmp.unlink(missing_ok=True)
-            os.utime(final)
-            return
-        with tmp.open("rb+") as handle:
+        if _holds(final, digest, size):
+            with suppress(FileNotFoundError):  # purged meanwhile: install this copy
+                os.utime(final)
+                tmp.unlink(missing_ok=True)
+                return
+        self._install(tmp, final)
+
+    def _settle(self, handle: BinaryIO) -> None:
+        if not self._sync_by_commit:
+            handle.flush()
             os.fsync(handle.fileno())
+
+    def _install(self, tmp: Path, final: Path) -> None:
+        """Move a complete file to its address, replacing whatever (untrusted) file was there."""
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp, final)
-        directory = os.open(final.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+        if not self._sync_by_commit:
+            fsync_directory(final.parent)
 
     async def read(self, digest: str) -> AsyncIterator[bytes]:
         handle = await anyio.to_thread.run_sync(lambda: self.path(digest).open("rb"))
@@ -245,3 +159,17 @@ class BlobStore:
         except FileNotFoundError:
             return False
         return True
+
+
+def _holds(path: Path, digest: str, size: int) -> bool:
+    """Whether ``path`` holds exactly the bytes of ``digest`` (a crash may have left less)."""
+    try:
+        if path.stat().st_size != size:
+            return False
+        check = hashlib.sha256()
+        with path.open("rb") as handle:
+            while piece := handle.read(READ_SIZE):
+                check.update(piece)
+    except FileNotFoundError:
+        return False
+    return check.hexdigest() == digest

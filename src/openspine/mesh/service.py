@@ -176,9 +176,6 @@ class MeshService:
         self.settings = settings
         self.clock = clock
 
-    def close(self) -> None:
-        self._blobs.close()
-
     # -- authentication ------------------------------------------------------------------------
 
     async def authenticate(
@@ -363,6 +360,7 @@ class MeshService:
                 AuditAction.MESH_MESSAGE_SEND, sender.mailbox_id, message.message_id, context
             )
             writes.puts.append(_put(message, 1, None))
+            writes.sync_dirs = self._blobs.sync_dirs  # the body is durable when this commits
             if message.status is MessageStatus.ACCEPTED:
                 writes.outbox.append(self._event(message))
             if nonce is not None:
@@ -448,6 +446,7 @@ class MeshService:
                 self._accept(m, self.clock())
                 writes = self._audit(AuditAction.MESH_MESSAGE_SEND, m.sender, m.message_id, context)
                 writes.outbox.append(self._event(m))
+            writes.sync_dirs = self._blobs.sync_dirs  # the chunk is durable when this commits
             return writes
 
         return await self._update(message_id, store_chunk, nonce)

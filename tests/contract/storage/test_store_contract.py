@@ -14,6 +14,7 @@ import pytest
 
 from openspine.platform.audit.verify import verify_chain
 from openspine.platform.storage.factory import open_store
+from openspine.platform.storage.file_sync import HAVE_SYNCFS
 from openspine.platform.storage.migrate import upgrade
 from openspine.platform.storage.ports import (
     AlreadyExists,
@@ -25,6 +26,7 @@ from openspine.platform.storage.ports import (
     PutResource,
     ResourceState,
     Store,
+    StoreUnavailable,
     VersionConflict,
     WriteSet,
 )
@@ -246,6 +248,32 @@ async def test_group_commit_isolates_a_failing_write_set(
     assert await store.get("Thing", "g-bad") is None  # the failed set left nothing behind
     assert await store.count("Thing") == 21
     assert (await verify_chain(store)).ok
+
+
+@pytest.mark.skipif(not HAVE_SYNCFS, reason="syncfs is Linux's; elsewhere blobs sync themselves")
+async def test_a_write_commits_only_after_its_files_are_synced(
+    store_and_sql: tuple[Store, Execute], tmp_path: Path
+) -> None:
+    store, _ = store_and_sql
+    head = await store.audit_head()
+    # A directory that cannot be synced: the write is refused and leaves nothing behind.
+    with pytest.raises(StoreUnavailable):
+        await store.write(
+            WriteSet(
+                puts=[put("unsynced")],
+                audit=[audit_event()],
+                sync_dirs=(str(tmp_path / "missing"),),
+            )
+        )
+    assert await store.get("Thing", "unsynced") is None
+    assert (await store.audit_head()) == head
+    # One that can: the write and the rest of its batch commit.
+    results = await asyncio.gather(
+        store.write(WriteSet(puts=[put("synced")], sync_dirs=(str(tmp_path),))),
+        store.write(WriteSet(audit=[audit_event()])),
+    )
+    assert len(results) == 2
+    assert await store.get("Thing", "synced") is not None
 
 
 async def test_nonce_is_single_use(store_and_sql: tuple[Store, Execute]) -> None:

@@ -163,6 +163,10 @@ class WriteSet:
     outbox: list[OutboxMessage] = field(default_factory=list)
     nonces: list[ConsumeNonce] = field(default_factory=list)
     idempotency: IdempotencyRecord | None = None
+    #: Directories whose file systems are synced before this commits: the write names files
+    #: (MESH message bodies) written without a sync of their own, which must not be lost once
+    #: the record naming them is (ADR 0016). One sync serves the whole batch.
+    sync_dirs: tuple[str, ...] = ()
 
     def is_empty(self) -> bool:
         return not (self.puts or self.audit or self.outbox or self.nonces or self.idempotency)

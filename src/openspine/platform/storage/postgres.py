@@ -19,6 +19,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from openspine.platform.storage import batching
 from openspine.platform.storage.batching import ChainCursor
+from openspine.platform.storage.file_sync import sync_file_systems
 from openspine.platform.storage.ports import (
     AlreadyExists,
     AuditRecord,
@@ -221,6 +222,9 @@ class PostgresStore:
 
     async def _run_batch(self, batch: list[tuple[Any, asyncio.Future[Any]]]) -> list[object]:
         results: list[object] = []
+        sync_dirs = [d for job, _ in batch if isinstance(job, WriteSet) for d in job.sync_dirs]
+        if sync_dirs:  # files the batch's records name, durable before the records are
+            await asyncio.to_thread(sync_file_systems, sync_dirs)
         async with self._pool.connection() as conn, conn.transaction():
             cur = await conn.execute(_Q.AUDIT_HEAD_LOCK)
             head = await cur.fetchone()

@@ -26,6 +26,7 @@ from typing import Any
 
 from openspine.platform.storage import batching
 from openspine.platform.storage.batching import ChainCursor
+from openspine.platform.storage.file_sync import sync_file_systems
 from openspine.platform.storage.ports import (
     AlreadyExists,
     IdempotencyKeyTaken,
@@ -95,6 +96,9 @@ class Committer:
         conn = self._conn
         results: list[object] = []
         try:
+            sync_dirs = [d for job in jobs if isinstance(job, WriteSet) for d in job.sync_dirs]
+            if sync_dirs:  # files the batch's records name, durable before the records are
+                sync_file_systems(sync_dirs)
             conn.execute("BEGIN IMMEDIATE")
             head = conn.execute(SQL.AUDIT_HEAD).fetchone()
             cursor = ChainCursor(int(head[0]), str(head[1]))

@@ -1,0 +1,96 @@
+"""The blob store: content addresses, untrusted leftovers of a crash, and who syncs what."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from openspine.mesh import blobs
+from openspine.mesh.blobs import BlobStore, BlobTooLarge
+
+pytestmark = pytest.mark.anyio
+
+
+async def pieces(*parts: bytes) -> AsyncIterator[bytes]:
+    for part in parts:
+        yield part
+
+
+async def read_all(store: BlobStore, digest: str) -> bytes:
+    return b"".join([piece async for piece in store.read(digest)])
+
+
+@pytest.mark.parametrize("sync_by_commit", [True, False])
+async def test_a_body_is_stored_at_its_digest(tmp_path: Path, sync_by_commit: bool) -> None:
+    store = BlobStore(tmp_path, sync_by_commit=sync_by_commit)
+    digest, size = await store.put(pieces(b"hello ", b"world"), 1000)
+    assert digest == hashlib.sha256(b"hello world").hexdigest()
+    assert size == 11
+    assert store.path(digest) == tmp_path / digest[:2] / digest[2:4] / digest
+    assert await read_all(store, digest) == b"hello world"
+    assert list((tmp_path / "tmp").iterdir()) == []
+    # Deferred durability hands the commit the directory to sync; otherwise nothing is left.
+    assert store.sync_dirs == ((str(tmp_path),) if sync_by_commit else ())
+
+
+async def test_without_the_commit_syncing_each_file_is_fsynced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+    store = BlobStore(tmp_path, sync_by_commit=False)
+    await store.put(pieces(b"durable by itself"), 1000)
+    assert len(synced) == 2  # the file, then its directory
+
+
+@pytest.mark.parametrize("leftover", [b"hello w", b"hello_world"], ids=["shorter", "same-size"])
+async def test_a_file_left_by_a_crash_is_replaced_not_trusted(
+    tmp_path: Path, leftover: bytes
+) -> None:
+    store = BlobStore(tmp_path)
+    digest = hashlib.sha256(b"hello world").hexdigest()
+    store.path(digest).parent.mkdir(parents=True)
+    store.path(digest).write_bytes(leftover)
+    assert (await store.put(pieces(b"hello world"), 1000))[0] == digest
+    assert await read_all(store, digest) == b"hello world"
+
+
+async def test_the_same_bytes_share_one_file_made_fresh_for_the_purge(tmp_path: Path) -> None:
+    store = BlobStore(tmp_path)
+    digest, _ = await store.put(pieces(b"twice"), 1000)
+    os.utime(store.path(digest), (1, 1))
+    inode = store.path(digest).stat().st_ino
+    await store.put(pieces(b"twice"), 1000)
+    assert store.path(digest).stat().st_ino == inode
+    assert store.path(digest).stat().st_mtime > 1
+    assert not store.delete_if_stale(digest)
+
+
+async def test_a_large_body_streams_and_a_bad_leftover_is_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(blobs, "SMALL", 16)
+    store = BlobStore(tmp_path)
+    body = [bytes([i]) * 10 for i in range(8)]
+    digest = hashlib.sha256(b"".join(body)).hexdigest()
+    store.path(digest).parent.mkdir(parents=True)
+    store.path(digest).write_bytes(b"partial")
+    assert await store.put(pieces(*body), 1000) == (digest, 80)
+    assert await read_all(store, digest) == b"".join(body)
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+
+@pytest.mark.parametrize("parts", [[b"x" * 11], [b"x" * 8, b"x" * 8, b"x" * 8]])
+async def test_too_large_keeps_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parts: list[bytes]
+) -> None:
+    monkeypatch.setattr(blobs, "SMALL", 12)
+    store = BlobStore(tmp_path)
+    with pytest.raises(BlobTooLarge):
+        await store.put(pieces(*parts), 10 if len(parts) == 1 else 20)
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
