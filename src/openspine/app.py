@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 
-from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
@@ -31,7 +30,7 @@ from openspine.pds import routes as pds_routes
 from openspine.pds.fhir import capability_statement
 from openspine.pds.service import PdsService
 from openspine.platform import health
-from openspine.platform.http import EXCEPTION_HANDLERS
+from openspine.platform.http import EXCEPTION_HANDLERS, SpineApp
 from openspine.platform.middleware import RequestMiddleware
 from openspine.platform.observability import LogEvent, Metrics, log_event
 from openspine.platform.openapi import QueryParameters, openapi_document
@@ -124,13 +123,13 @@ def build_platform(settings: Settings) -> Platform:
     )
 
 
-def create_app(settings: Settings) -> Starlette:
+def create_app(settings: Settings) -> SpineApp:
     platform = build_platform(settings)
     metrics = Metrics()
     base_url = settings.public_base_url.rstrip("/")
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(app: SpineApp) -> AsyncIterator[None]:
         await platform.store.start()
         # Keys of a bulk load that stopped before its merge (ADR 0014): searchable from now on.
         await platform.store.merge_pending_index()
@@ -174,18 +173,18 @@ def create_app(settings: Settings) -> Starlette:
     openapi = json.dumps(
         openapi_document(routes, version=__version__, query_parameters=QUERY_PARAMETERS)
     ).encode()
-    app = Starlette(
+    app = SpineApp(
         routes=routes,
         middleware=[
             Middleware(
                 RequestMiddleware,
                 metrics=metrics,
                 request_id_required=[f"{pds_routes.BASE_PATH}/Patient", eps_routes.BASE_PATH],
+                max_body_bytes=MAX_BODY_BYTES,
             )
         ],
         exception_handlers={**EXCEPTION_HANDLERS, MeshError: mesh_routes.mesh_error_handler},
         lifespan=lifespan,
-        max_body_size=MAX_BODY_BYTES,
     )
     app.state.platform = platform
     app.state.verifier = platform.verifier

@@ -20,6 +20,10 @@ async def pieces(*parts: bytes) -> AsyncIterator[bytes]:
         yield part
 
 
+def files(root: Path) -> list[Path]:
+    return [path for path in root.rglob("*") if path.is_file()]
+
+
 async def read_all(store: BlobStore, digest: str) -> bytes:
     return b"".join([piece async for piece in store.read(digest)])
 
@@ -93,4 +97,4 @@ async def test_too_large_keeps_nothing(
     store = BlobStore(tmp_path)
     with pytest.raises(BlobTooLarge):
         await store.put(pieces(*parts), 10 if len(parts) == 1 else 20)
-    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+    assert files(tmp_path) == []
