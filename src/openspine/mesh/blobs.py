@@ -108,7 +108,7 @@ class BlobStore:
                 digest.update(piece)
                 await anyio.to_thread.run_sync(handle.write, piece)
             # Large: its own fsync now, so the commit's file-system sync has little left to do.
-            await anyio.to_thread.run_sync(lambda: os.fsync(handle.fileno()))
+            await anyio.to_thread.run_sync(_flush_and_fsync, handle)
             await anyio.to_thread.run_sync(handle.close)
         except BaseException:
             handle.close()
@@ -129,8 +129,7 @@ class BlobStore:
 
     def _settle(self, handle: BinaryIO) -> None:
         if not self._sync_by_commit:
-            handle.flush()
-            os.fsync(handle.fileno())
+            _flush_and_fsync(handle)
 
     def _install(self, tmp: Path, final: Path) -> None:
         """Move a complete file to its address, replacing whatever (untrusted) file was there."""
@@ -159,6 +158,11 @@ class BlobStore:
         except FileNotFoundError:
             return False
         return True
+
+
+def _flush_and_fsync(handle: BinaryIO) -> None:
+    handle.flush()
+    os.fsync(handle.fileno())
 
 
 def _holds(path: Path, digest: str, size: int) -> bool:
