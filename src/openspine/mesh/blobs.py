@@ -24,7 +24,6 @@ import os
 import time
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import suppress
 from pathlib import Path
 from typing import BinaryIO, Final
 
@@ -79,10 +78,8 @@ class BlobStore:
 
     def _put_small(self, data: bytes, digest: str) -> None:
         final = self.path(digest)
-        if _holds(final, digest, len(data)):
-            with suppress(FileNotFoundError):  # purged meanwhile: write it again
-                os.utime(final)  # fresh for the purge's grace period
-                return
+        if _share(final, digest, len(data)):
+            return
         tmp = self._tmp / uuid.uuid4().hex
         with tmp.open("wb") as handle:
             handle.write(data)
@@ -120,11 +117,9 @@ class BlobStore:
 
     def _install_streamed(self, tmp: Path, digest: str, size: int) -> None:
         final = self.path(digest)
-        if _holds(final, digest, size):
-            with suppress(FileNotFoundError):  # purged meanwhile: install this copy
-                os.utime(final)
-                tmp.unlink(missing_ok=True)
-                return
+        if _share(final, digest, size):
+            tmp.unlink(missing_ok=True)
+            return
         self._install(tmp, final)
 
     def _settle(self, handle: BinaryIO) -> None:
@@ -163,6 +158,17 @@ class BlobStore:
 def _flush_and_fsync(handle: BinaryIO) -> None:
     handle.flush()
     os.fsync(handle.fileno())
+
+
+def _share(final: Path, digest: str, size: int) -> bool:
+    """Whether ``final`` already holds these bytes; if so it is made fresh for the purge."""
+    if not _holds(final, digest, size):
+        return False
+    try:
+        os.utime(final)  # the purge's grace period starts again
+    except FileNotFoundError:  # purged meanwhile: the caller writes it again
+        return False
+    return True
 
 
 def _holds(path: Path, digest: str, size: int) -> bool:

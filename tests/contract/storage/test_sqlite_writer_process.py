@@ -39,7 +39,7 @@ from openspine.platform.storage.sqlite_writer import (
     frames,
     start_writer_process,
 )
-from tests.contract.storage.records import audit_event
+from tests.contract.storage.records import audit_event, bump_counter, create_thing
 
 pytestmark = pytest.mark.anyio
 
@@ -83,24 +83,9 @@ async def test_workers_and_a_local_writer_take_turns_and_lose_nothing(
     try:
         await local.write(WriteSet(puts=[PutResource("Thing", "counter", 1, b"1", None)]))
 
-        async def bump(store: SqliteStore) -> bool:
-            current = await store.get("Thing", "counter")
-            assert current is not None
-            nxt = current.version + 1
-            put = PutResource("Thing", "counter", nxt, str(nxt).encode(), current.version)
-            try:
-                await store.write(WriteSet(puts=[put], audit=[audit_event()]))
-            except VersionConflict:
-                return False
-            return True
-
-        async def create(store: SqliteStore, name: str) -> None:
-            put = PutResource("Thing", name, 1, b"{}", None)
-            await store.write(WriteSet(puts=[put], audit=[audit_event()]))
-
         outcomes = await asyncio.gather(
-            *(bump(stores[i % 3]) for i in range(60)),
-            *(create(stores[i % 3], f"t{i}") for i in range(300)),
+            *(bump_counter(stores[i % 3]) for i in range(60)),
+            *(create_thing(stores[i % 3], f"t{i}") for i in range(300)),
             *(workers[i % 2].write(WriteSet(audit=[audit_event()])) for i in range(300)),
         )
         wins = sum(1 for outcome in outcomes[:60] if outcome is True)

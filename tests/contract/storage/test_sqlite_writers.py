@@ -13,9 +13,9 @@ import pytest
 
 from openspine.platform.audit.verify import verify_chain
 from openspine.platform.storage.migrate import upgrade
-from openspine.platform.storage.ports import PutResource, VersionConflict, WriteSet
+from openspine.platform.storage.ports import PutResource, WriteSet
 from openspine.platform.storage.sqlite import SqliteStore
-from tests.contract.storage.records import audit_event
+from tests.contract.storage.records import bump_counter, create_thing
 
 pytestmark = pytest.mark.anyio
 
@@ -29,33 +29,10 @@ async def test_two_writers_take_turns_and_lose_nothing(tmp_path: Path) -> None:
     try:
         await first.write(WriteSet(puts=[PutResource("Thing", "counter", 1, b"1", None)]))
 
-        async def bump(store: SqliteStore) -> bool:
-            """One read-modify-write of the shared counter: True if it won."""
-            current = await store.get("Thing", "counter")
-            assert current is not None
-            nxt = current.version + 1
-            try:
-                await store.write(
-                    WriteSet(
-                        puts=[
-                            PutResource("Thing", "counter", nxt, str(nxt).encode(), current.version)
-                        ],
-                        audit=[audit_event()],
-                    )
-                )
-            except VersionConflict:
-                return False
-            return True
-
-        async def create(store: SqliteStore, name: str) -> None:
-            await store.write(
-                WriteSet(puts=[PutResource("Thing", name, 1, b"{}", None)], audit=[audit_event()])
-            )
-
         stores = (first, second)
         outcomes = await asyncio.gather(
-            *(bump(stores[i % 2]) for i in range(60)),
-            *(create(stores[i % 2], f"t{i}") for i in range(200)),
+            *(bump_counter(stores[i % 2]) for i in range(60)),
+            *(create_thing(stores[i % 2], f"t{i}") for i in range(200)),
         )
         wins = sum(1 for outcome in outcomes[:60] if outcome)
         counter = await second.get("Thing", "counter")

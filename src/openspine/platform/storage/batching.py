@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from openspine.platform.audit.chain import chain_hash
-from openspine.platform.storage.ports import AuditRecord, PutResource
+from openspine.platform.storage.ports import AuditRecord, IdempotencyRecord, PutResource
 
 __all__ = ["ChainCursor", "index_rows", "insert_row", "now", "update_row"]
 
@@ -28,6 +28,19 @@ def insert_row(put: PutResource, at: str) -> tuple[Any, ...]:
         put.body,
         put.restricted_body,
         put.successor_id,
+        at,
+    )
+
+
+def idempotency_row(record: IdempotencyRecord, at: str) -> tuple[Any, ...]:
+    """The parameters of ``SQL.IDEMPOTENCY_INSERT``: the answer kept for a retried request."""
+    return (
+        record.caller,
+        record.request_id,
+        record.fingerprint,
+        record.status,
+        record.headers,
+        record.body,
         at,
     )
 

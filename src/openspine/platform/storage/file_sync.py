@@ -20,8 +20,7 @@ __all__ = ["HAVE_SYNCFS", "fsync_directory", "sync_file_systems"]
 def _load_syncfs() -> Callable[[int], int] | None:
     name = ctypes.util.find_library("c")
     libc = ctypes.CDLL(name, use_errno=True) if name else None
-    function = getattr(libc, "syncfs", None) if libc is not None else None
-    return function
+    return getattr(libc, "syncfs", None) if libc is not None else None
 
 
 _SYNCFS = _load_syncfs()
@@ -31,10 +30,10 @@ HAVE_SYNCFS = _SYNCFS is not None
 
 def sync_file_systems(directories: Iterable[str]) -> None:
     """Write back and wait for every dirty page of the file systems holding ``directories``."""
+    if _SYNCFS is None:
+        os.sync()  # all file systems: the only portable choice
+        return
     for directory in sorted(set(directories)):
-        if _SYNCFS is None:
-            os.sync()
-            return
         fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
         try:
             if _SYNCFS(fd) != 0:

@@ -296,18 +296,7 @@ class PostgresStore:
         if ws.idempotency is not None:
             rec = ws.idempotency
             try:
-                await conn.execute(
-                    _Q.IDEMPOTENCY_INSERT,
-                    (
-                        rec.caller,
-                        rec.request_id,
-                        rec.fingerprint,
-                        rec.status,
-                        rec.headers,
-                        rec.body,
-                        now,
-                    ),
-                )
+                await conn.execute(_Q.IDEMPOTENCY_INSERT, batching.idempotency_row(rec, now))
             except psycopg.errors.UniqueViolation as exc:
                 raise IdempotencyKeyTaken(rec.request_id) from exc
         for nonce in ws.nonces:

@@ -148,18 +148,7 @@ class Committer:
         if ws.idempotency is not None:
             rec = ws.idempotency
             try:
-                conn.execute(
-                    SQL.IDEMPOTENCY_INSERT,
-                    (
-                        rec.caller,
-                        rec.request_id,
-                        rec.fingerprint,
-                        rec.status,
-                        rec.headers,
-                        rec.body,
-                        now,
-                    ),
-                )
+                conn.execute(SQL.IDEMPOTENCY_INSERT, batching.idempotency_row(rec, now))
             except sqlite3.IntegrityError as exc:
                 raise IdempotencyKeyTaken(rec.request_id) from exc
         for nonce in ws.nonces:
