@@ -12,7 +12,6 @@ from datetime import timedelta
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from openspine import __version__
 from openspine.directory import routes as directory_routes
@@ -34,6 +33,7 @@ from openspine.platform.http import EXCEPTION_HANDLERS, SpineApp
 from openspine.platform.middleware import RequestMiddleware
 from openspine.platform.observability import LogEvent, Metrics, log_event
 from openspine.platform.openapi import QueryParameters, openapi_document
+from openspine.platform.routing import SpineRoute
 from openspine.platform.security import routes as oauth_routes
 from openspine.platform.security.keys import load_private_key, public_jwk
 from openspine.platform.security.tokens import TokenIssuer, TokenVerifier
@@ -169,7 +169,7 @@ def create_app(settings: Settings) -> SpineApp:
     async def openapi_json(request: Request) -> Response:
         return Response(openapi, media_type="application/json")
 
-    routes.append(Route("/openapi.json", openapi_json))
+    routes.append(SpineRoute("/openapi.json", openapi_json))
     openapi = json.dumps(
         openapi_document(routes, version=__version__, query_parameters=QUERY_PARAMETERS)
     ).encode()

@@ -31,10 +31,7 @@ class MeshToken:
     nonce_count: str
     timestamp: str
     digest: str
-
-    @property
-    def issued_at(self) -> datetime:
-        return datetime.strptime(self.timestamp, "%Y%m%d%H%M").replace(tzinfo=UTC)
+    issued_at: datetime
 
 
 def _digits(value: str) -> bool:
@@ -53,12 +50,22 @@ def parse_token(header: str | None) -> MeshToken:
         raise TokenRejected("malformed token fields")
     if len(nonce) > 100 or len(digest) != 64 or len(mailbox) > 100:
         raise TokenRejected("malformed token lengths")
-    token = MeshToken(mailbox, nonce, count, timestamp, digest.lower())
+    return MeshToken(mailbox, nonce, count, timestamp, digest.lower(), _issued_at(timestamp))
+
+
+def _issued_at(timestamp: str) -> datetime:
+    """``YYYYMMDDHHMM`` (12 ASCII digits, already checked) as a UTC time; parsed once per token."""
     try:
-        token.issued_at  # noqa: B018 - validates the timestamp
-    except ValueError:
+        return datetime(
+            int(timestamp[:4]),
+            int(timestamp[4:6]),
+            int(timestamp[6:8]),
+            int(timestamp[8:10]),
+            int(timestamp[10:12]),
+            tzinfo=UTC,
+        )
+    except ValueError:  # month 13, hour 25 …
         raise TokenRejected("bad timestamp") from None
-    return token
 
 
 def expected_digest(shared_key: bytes, token: MeshToken, password: str) -> str:

@@ -1,8 +1,10 @@
 """A content-addressed blob store on disk: message chunks stream in and out, never whole in memory.
 
-A chunk is written to a temporary file while its SHA-256 is computed, then renamed to
-``blobs/ab/cd/<digest>``. Identical chunks share one file. Object storage (S3-compatible) is the
-scale-out choice; it has the same put-then-commit contract (docs/architecture.md).
+A chunk is stored at ``blobs/ab/cd/<digest>`` (its SHA-256). A small one (up to :data:`SMALL`)
+is hashed in memory and written there directly; a larger one streams to a temporary file while
+it is hashed, then is renamed there. Identical chunks share one file. Object storage
+(S3-compatible) is the scale-out choice; it has the same put-then-commit contract
+(docs/architecture.md).
 
 Durability is the commit's (ADR 0016): on Linux :meth:`BlobStore.put` does not sync. The write
 set that names the digest carries :attr:`BlobStore.sync_dirs`, and whoever commits it syncs this
@@ -73,18 +75,36 @@ class BlobStore:
                 return await self._put_stream(buffered, stream, size, max_bytes)
         data = b"".join(buffered)
         digest = hashlib.sha256(data).hexdigest()
+        # Even a small file goes to a worker thread: creating and renaming it can wait for the
+        # file system's journal while a commit syncs it (ADR 0017 measured the loop doing it).
         await anyio.to_thread.run_sync(self._put_small, data, digest)
         return digest, size
 
     def _put_small(self, data: bytes, digest: str) -> None:
+        """A body whose address is known before its first byte is written there, in place.
+
+        No temporary file and no rename: a new blob costs one file creation in its own
+        directory (the shared temporary directory was a point of contention between every
+        upload of every worker, ADR 0017). An interrupted write leaves a short file that no
+        record names and that the next upload of the same bytes replaces (``_share``).
+        """
         final = self.path(digest)
-        if _share(final, digest, len(data)):
+        try:
+            fd = _create(final)
+        except FileExistsError:
+            if _share(final, digest, len(data)):
+                return
+            tmp = self._tmp / uuid.uuid4().hex  # an untrusted leftover: replaced whole
+            with tmp.open("wb") as handle:
+                handle.write(data)
+                self._settle(handle)
+            self._install(tmp, final)
             return
-        tmp = self._tmp / uuid.uuid4().hex
-        with tmp.open("wb") as handle:
+        with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             self._settle(handle)
-        self._install(tmp, final)
+        if not self._sync_by_commit:
+            fsync_directory(final.parent)
 
     async def _put_stream(
         self, head: list[bytes], rest: AsyncIterator[bytes], size: int, max_bytes: int
@@ -128,8 +148,11 @@ class BlobStore:
 
     def _install(self, tmp: Path, final: Path) -> None:
         """Move a complete file to its address, replacing whatever (untrusted) file was there."""
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, final)
+        try:
+            os.replace(tmp, final)
+        except FileNotFoundError:  # the first blob of its directory (the usual case has one)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, final)
         if not self._sync_by_commit:
             fsync_directory(final.parent)
 
@@ -153,6 +176,16 @@ class BlobStore:
         except FileNotFoundError:
             return False
         return True
+
+
+def _create(path: Path) -> int:
+    """A new file at ``path`` (and its directory, the first time), open for writing."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+    try:
+        return os.open(path, flags, 0o666)
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return os.open(path, flags, 0o666)
 
 
 def _flush_and_fsync(handle: BinaryIO) -> None:

@@ -78,9 +78,11 @@ class MeshMessage(msgspec.Struct, kw_only=True):
 
 def new_message_id(now: datetime | None = None) -> str:
     """MESH format: UTC time to the millisecond, then six random hex digits (``…222_ABCDEF``)."""
-    moment = now or datetime.now(UTC)
-    stamp = moment.strftime("%Y%m%d%H%M%S") + f"{moment.microsecond // 1000:03d}"
-    return f"{stamp}_{secrets.token_hex(3).upper()}"
+    m = now or datetime.now(UTC)
+    return (
+        f"{m.year:04d}{m.month:02d}{m.day:02d}{m.hour:02d}{m.minute:02d}{m.second:02d}"
+        f"{m.microsecond // 1000:03d}_{secrets.token_hex(3).upper()}"
+    )
 
 
 def parse_chunk_range(value: str | None, chunk_number: int) -> tuple[int, int] | None:

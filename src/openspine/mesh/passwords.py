@@ -12,6 +12,7 @@ import base64
 import os
 import secrets
 from pathlib import Path
+from typing import Final
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -27,11 +28,20 @@ def write_seal_key(path: Path) -> None:
         out.write(secrets.token_bytes(32))
 
 
+#: How many opened passwords a process keeps (one per mailbox that has sent a token lately).
+OPENED_CACHE: Final = 4096
+
+
 class PasswordSeal:
+    """Seals and opens mailbox passwords. Opening is remembered per sealed value: every MESH
+    request checks a token, and the process already holds the key that opens them all, so
+    keeping what it opened adds no exposure; a changed password is a new sealed value."""
+
     def __init__(self, key: bytes) -> None:
         if len(key) != 32:
             raise ValueError("the seal key must be 32 bytes")
         self._aead = AESGCM(key)
+        self._opened: dict[tuple[str, str], str] = {}
 
     @classmethod
     def from_file(cls, path: Path) -> PasswordSeal:
@@ -43,5 +53,11 @@ class PasswordSeal:
         return base64.b64encode(nonce + sealed).decode()
 
     def open(self, mailbox_id: str, sealed: str) -> str:
-        raw = base64.b64decode(sealed)
-        return self._aead.decrypt(raw[:12], raw[12:], mailbox_id.encode()).decode()
+        opened = self._opened.get((mailbox_id, sealed))
+        if opened is None:
+            raw = base64.b64decode(sealed)
+            opened = self._aead.decrypt(raw[:12], raw[12:], mailbox_id.encode()).decode()
+            if len(self._opened) >= OPENED_CACHE:
+                self._opened.clear()
+            self._opened[(mailbox_id, sealed)] = opened
+        return opened

@@ -16,13 +16,14 @@ from urllib.parse import urlencode
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
 from openspine import __version__
 from openspine.directory.domain import MeshMailbox
 from openspine.mesh.domain import MeshMessage, MessageStatus, MessageType
 from openspine.mesh.service import Caller, MeshError, MeshForbidden, MeshService
 from openspine.platform.http import audit_context
+from openspine.platform.routing import SpineRoute
 
 __all__ = ["BASE", "QUERY_PARAMETERS", "routes"]
 
@@ -374,36 +375,38 @@ def routes(service: MeshService) -> list[BaseRoute]:
         raise MeshError(404, "ROUTE", "404", "No such MESH endpoint")
 
     return [
-        Route(f"{BASE}/_ping", ping, methods=["GET"]),
-        Route(f"{BASE}/endpointlookup/{{ods_code}}/{{workflow_id}}", lookup, methods=["GET"]),
-        Route(f"{BASE}/workflowsearch/{{workflow_id}}", workflow_search, methods=["GET"]),
-        Route(f"{BASE}/{{mailbox_id}}", handshake, methods=["POST"]),
-        Route(f"{BASE}/{{mailbox_id}}/inbox", inbox, methods=["GET"]),
-        Route(f"{BASE}/{{mailbox_id}}/count", count, methods=["GET"]),
-        Route(f"{BASE}/{{mailbox_id}}/inbox/{{message_id}}", download, methods=["GET", "HEAD"]),
-        Route(
+        SpineRoute(f"{BASE}/_ping", ping, methods=["GET"]),
+        SpineRoute(f"{BASE}/endpointlookup/{{ods_code}}/{{workflow_id}}", lookup, methods=["GET"]),
+        SpineRoute(f"{BASE}/workflowsearch/{{workflow_id}}", workflow_search, methods=["GET"]),
+        SpineRoute(f"{BASE}/{{mailbox_id}}", handshake, methods=["POST"]),
+        SpineRoute(f"{BASE}/{{mailbox_id}}/inbox", inbox, methods=["GET"]),
+        SpineRoute(f"{BASE}/{{mailbox_id}}/count", count, methods=["GET"]),
+        SpineRoute(
+            f"{BASE}/{{mailbox_id}}/inbox/{{message_id}}", download, methods=["GET", "HEAD"]
+        ),
+        SpineRoute(
             f"{BASE}/{{mailbox_id}}/inbox/{{message_id}}/status/acknowledged",
             acknowledge,
             methods=["PUT"],
         ),
-        Route(
+        SpineRoute(
             f"{BASE}/{{mailbox_id}}/inbox/{{message_id}}/{{chunk_number:int}}",
             download,
             methods=["GET"],
         ),
-        Route(f"{BASE}/{{mailbox_id}}/outbox", send, methods=["POST"]),
-        Route(
+        SpineRoute(f"{BASE}/{{mailbox_id}}/outbox", send, methods=["POST"]),
+        SpineRoute(
             f"{BASE}/{{mailbox_id}}/outbox/{{message_id}}/{{chunk_number:int}}",
             send_chunk,
             methods=["POST"],
         ),
-        Route(f"{BASE}/{{mailbox_id}}/outbox/tracking", tracking, methods=["GET"]),
-        Route(
+        SpineRoute(f"{BASE}/{{mailbox_id}}/outbox/tracking", tracking, methods=["GET"]),
+        SpineRoute(
             f"{BASE}/{{mailbox_id}}/outbox/tracking/{{local_id}}", tracking_local, methods=["GET"]
         ),
-        Route("/admin/reset", reset, methods=["DELETE"]),
+        SpineRoute("/admin/reset", reset, methods=["DELETE"]),
         # Anything else under the MESH base path is answered in MESH's error format.
-        Route(
+        SpineRoute(
             f"{BASE}/{{rest:path}}",
             no_route,
             methods=["GET", "POST", "PUT", "PATCH", "DELETE"],

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
 from openspine.pds.search_query import SEARCH_CRITERIA, SEARCH_OPTIONS, parse_search
 from openspine.pds.service import PdsService
 from openspine.platform.errors import InvalidValue, UnsupportedService
 from openspine.platform.http import SecuredRoute, audit_context, fhir_response, read_body
 from openspine.platform.idempotency import WrittenResponse, fingerprint
+from openspine.platform.routing import SpineRoute
 from openspine.platform.security.principal import Principal
 from openspine.platform.security.rbac import Permission
 
@@ -77,7 +78,7 @@ def routes(service: PdsService, capability: bytes) -> list[BaseRoute]:
         return fhir_response(capability)
 
     return [
-        Route(f"{BASE_PATH}/metadata", metadata, methods=["GET"]),
+        SpineRoute(f"{BASE_PATH}/metadata", metadata, methods=["GET"]),
         SecuredRoute(
             f"{BASE_PATH}/Patient",
             search_patients,

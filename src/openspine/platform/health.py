@@ -5,9 +5,10 @@ from __future__ import annotations
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
 from openspine.platform.observability import Metrics
+from openspine.platform.routing import SpineRoute
 from openspine.platform.storage.ports import Store, StoreUnavailable
 
 __all__ = ["routes"]
@@ -32,7 +33,7 @@ def routes(store: Store, metrics: Metrics, version: str) -> list[BaseRoute]:
         return Response(metrics.render(), media_type="text/plain; version=0.0.4")
 
     return [
-        Route("/_status", status, methods=["GET"]),
-        Route("/_ping", ping, methods=["GET"]),
-        Route("/metrics", prometheus, methods=["GET"]),
+        SpineRoute("/_status", status, methods=["GET"]),
+        SpineRoute("/_ping", ping, methods=["GET"]),
+        SpineRoute("/metrics", prometheus, methods=["GET"]),
     ]

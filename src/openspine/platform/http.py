@@ -7,11 +7,12 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
-from starlette.types import ASGIApp
+from starlette.routing import BaseRoute
+from starlette.types import ASGIApp, Lifespan
 
 from openspine.platform.audit.events import AuditContext
 from openspine.platform.errors import (
@@ -23,6 +24,7 @@ from openspine.platform.errors import (
     SpineError,
     UnsupportedService,
 )
+from openspine.platform.routing import SpineRoute, SpineRouter
 from openspine.platform.security.principal import Principal
 from openspine.platform.security.rbac import Permission
 from openspine.platform.storage.ports import StoreUnavailable
@@ -54,7 +56,24 @@ class SpineApp(Starlette):
     server-error middleware (our request layer already turns anything unexpected into a 500
     OperationOutcome) and its body-size middleware (our request layer enforces the cap, with
     an OperationOutcome, not plain text). ADR 0016 measured what they cost on the read path.
+    Its router tries only the routes of the path's first segment (``SpineRouter``, ADR 0017).
     """
+
+    def __init__(
+        self,
+        *,
+        routes: Sequence[BaseRoute],
+        middleware: Sequence[Middleware],
+        exception_handlers: Mapping[Any, Callable[[Request, Exception], Awaitable[Response]]],
+        lifespan: Lifespan[Any] | None = None,
+    ) -> None:
+        super().__init__(
+            routes=routes,
+            middleware=middleware,
+            exception_handlers=exception_handlers,
+            lifespan=lifespan,
+        )
+        self.router = SpineRouter(list(routes), lifespan=lifespan)
 
     def build_middleware_stack(self) -> ASGIApp:
         app: ASGIApp = ExceptionMiddleware(self.router, handlers=dict(self.exception_handlers))
@@ -92,7 +111,7 @@ def audit_context(request: Request) -> AuditContext:
     return AuditContext(state.get("request_id"), state.get("correlation_id"))
 
 
-class SecuredRoute(Route):
+class SecuredRoute(SpineRoute):
     """A route that authenticates its caller and checks one declared permission first.
 
     ``permission=None`` means any authenticated caller. The declared permission is kept on the
@@ -117,7 +136,7 @@ class SecuredRoute(Route):
                 raise Forbidden(f"Your role does not permit this action ({permission.value})")
             return await handler(request, principal)
 
-        super().__init__(path, endpoint, methods=list(methods), name=name or handler.__name__)
+        super().__init__(path, endpoint, methods=methods, name=name or handler.__name__)
 
 
 async def spine_error_handler(request: Request, exc: Exception) -> Response:

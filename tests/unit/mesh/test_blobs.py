@@ -98,3 +98,17 @@ async def test_too_large_keeps_nothing(
     with pytest.raises(BlobTooLarge):
         await store.put(pieces(*parts), 10 if len(parts) == 1 else 20)
     assert files(tmp_path) == []
+
+
+
+async def test_a_new_small_body_is_written_in_place_without_a_rename(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    renamed: list[object] = []
+    real_replace = os.replace
+    monkeypatch.setattr(os, "replace", lambda a, b: (renamed.append(b), real_replace(a, b))[1])
+    store = BlobStore(tmp_path)
+    digest, _ = await store.put(pieces(b"first of its directory"), 1000)
+    await store.put(pieces(b"another"), 1000)
+    assert renamed == []
+    assert await read_all(store, digest) == b"first of its directory"

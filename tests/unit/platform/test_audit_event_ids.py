@@ -10,7 +10,9 @@ from openspine.platform.audit.events import uuid7
 
 def test_a_version_7_uuid_carries_its_millisecond_and_the_rfc_variant() -> None:
     at = datetime(2026, 11, 24, 3, 0, 0, 123456, tzinfo=UTC)
-    value = uuid.UUID(uuid7(at))
+    text = uuid7(at)
+    value = uuid.UUID(text)
+    assert str(value) == text  # the canonical form: lower-case hex, 8-4-4-4-12
     assert value.version == 7
     assert value.variant == uuid.RFC_4122
     assert value.int >> 80 == int(at.timestamp() * 1000)

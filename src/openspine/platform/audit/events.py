@@ -7,7 +7,6 @@ hash is stable across processes and stores.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -90,7 +89,8 @@ def uuid7(at: datetime) -> str:
         | 0b10 << 62  # the RFC 4122/9562 variant
         | rand & 0x3FFF_FFFF_FFFF_FFFF  # rand_b: 62 bits
     )
-    return str(uuid.UUID(int=value))
+    h = f"{value:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def audit_record(

@@ -8,10 +8,11 @@ from urllib.parse import parse_qsl
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
 from openspine.platform.errors import InvalidRequest
 from openspine.platform.http import audit_context, read_body
+from openspine.platform.routing import SpineRoute
 from openspine.platform.security.tokens import TokenIssuer
 
 __all__ = ["routes"]
@@ -42,6 +43,6 @@ def routes(issuer: TokenIssuer, jwks: dict[str, Any]) -> list[BaseRoute]:
         return Response(jwks_body, media_type="application/json")
 
     return [
-        Route("/oauth2/token", token, methods=["POST"]),
-        Route("/oauth2/jwks", keys, methods=["GET"]),
+        SpineRoute("/oauth2/token", token, methods=["POST"]),
+        SpineRoute("/oauth2/jwks", keys, methods=["GET"]),
     ]

@@ -22,14 +22,13 @@ import asyncio
 import itertools
 import logging
 import os
-import queue
+import selectors
 import signal
 import socket
 import struct
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from contextlib import suppress
 from dataclasses import dataclass
@@ -128,43 +127,75 @@ def frames(buffer: bytearray, decoder: msgspec.msgpack.Decoder[T]) -> list[T]:
 _Queued = tuple[socket.socket, int, WriteSet]
 
 
-def _read_peer(
-    peer: socket.socket,
-    jobs: queue.SimpleQueue[_Queued | None],
-    peers: set[socket.socket],
-) -> None:
-    buffer = bytearray()
-    try:
-        while True:
-            chunk = peer.recv(1 << 16)
-            if not chunk:
-                return
-            buffer += chunk
-            for number, writes in frames(buffer, _requests):
-                jobs.put((peer, number, writes))
-    except (OSError, ValueError, msgspec.DecodeError) as exc:
-        log_event(LogEvent.WRITER_LINK_CLOSED, logging.WARNING, error=type(exc).__name__)
-    finally:
-        peers.discard(peer)
-        with suppress(OSError):
-            peer.shutdown(socket.SHUT_RDWR)
-        peer.close()  # a reply still being sent to it fails with OSError, which serve() expects
+class _Links:
+    """The workers' links, read by the writer's one thread as they become readable.
 
+    One thread does everything: it waits for any link (or the listener) to be readable, reads
+    what each has sent, commits all of it as one batch, and answers. While it commits, new
+    write sets wait in the kernel's socket buffers, so the next wait returns at once with the
+    next batch. There is no thread per link and no queue between them (ADR 0017): those cost a
+    thread wake-up and a GIL hand-over for every write set.
+    """
 
-def _accept(
-    listener: socket.socket,
-    jobs: queue.SimpleQueue[_Queued | None],
-    peers: set[socket.socket],
-) -> None:
-    while True:
+    def __init__(self, listener: socket.socket) -> None:
+        self._listener = listener
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(listener, selectors.EVENT_READ, None)
+        self._buffers: dict[socket.socket, bytearray] = {}
+
+    @property
+    def linked(self) -> int:
+        return len(self._buffers)
+
+    def read(self, timeout: float | None) -> list[_Queued]:
+        """Write sets sent since the last call; waits up to ``timeout`` for the first."""
+        found: list[_Queued] = []
+        for key, _events in self._selector.select(timeout):
+            if key.data is None:
+                self._accept()
+                continue
+            peer: socket.socket = key.fileobj  # type: ignore[assignment]
+            buffer = self._buffers[peer]
+            try:
+                chunk = peer.recv(1 << 16)
+                if not chunk:
+                    self.close(peer)
+                    continue
+                buffer += chunk
+                found.extend((peer, number, writes) for number, writes in frames(buffer, _requests))
+            except (OSError, ValueError, msgspec.DecodeError) as exc:
+                log_event(LogEvent.WRITER_LINK_CLOSED, logging.WARNING, error=type(exc).__name__)
+                self.close(peer)
+        return found
+
+    def answer(self, peer: socket.socket, answers: list[bytes]) -> None:
+        if peer not in self._buffers:
+            return  # the worker went away; its writes committed all the same
         try:
-            sock, _ = listener.accept()
+            peer.sendall(b"".join(answers))
+        except OSError:
+            self.close(peer)
+
+    def _accept(self) -> None:
+        try:
+            peer, _ = self._listener.accept()
         except OSError:
             return
-        peers.add(sock)
-        threading.Thread(
-            target=_read_peer, args=(sock, jobs, peers), name="openspine-writer-peer", daemon=True
-        ).start()
+        self._buffers[peer] = bytearray()
+        self._selector.register(peer, selectors.EVENT_READ, peer)
+
+    def close(self, peer: socket.socket) -> None:
+        if self._buffers.pop(peer, None) is None:
+            return
+        self._selector.unregister(peer)
+        with suppress(OSError):
+            peer.shutdown(socket.SHUT_RDWR)
+        peer.close()
+
+    def close_all(self) -> None:
+        for peer in list(self._buffers):
+            self.close(peer)
+        self._selector.close()
 
 
 def serve(store: Path, socket_path: Path, *, synchronous: str, max_batch: int) -> None:
@@ -181,50 +212,40 @@ def serve(store: Path, socket_path: Path, *, synchronous: str, max_batch: int) -
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(str(socket_path))
     listener.listen(128)
-    jobs: queue.SimpleQueue[_Queued | None] = queue.SimpleQueue()
-    peers: set[socket.socket] = set()
+    links = _Links(listener)
+    stop_at: float | None = None
+
+    def stop(*_: object) -> None:
+        nonlocal stop_at
+        stop_at = stop_at or time.monotonic()
+
     for stop_signal in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(stop_signal, lambda *_: jobs.put(None))
-    threading.Thread(
-        target=_accept, args=(listener, jobs, peers), name="openspine-writer-accept", daemon=True
-    ).start()
+        signal.signal(stop_signal, stop)
     sys.stdout.buffer.write(_READY)
     sys.stdout.flush()
-    stop_at: float | None = None
+    waiting: list[_Queued] = []
     try:
         while True:
-            if stop_at is not None and (not peers or time.monotonic() - stop_at > DRAIN_SECONDS):
+            if stop_at is not None and (
+                not links.linked or time.monotonic() - stop_at > DRAIN_SECONDS
+            ):
                 return
-            try:
-                item = jobs.get(timeout=_POLL_SECONDS)
-            except queue.Empty:
+            # Nothing waiting: sleep until a link speaks (waking now and then to see whether
+            # the process that started this one is still there, or a stop was asked for).
+            waiting.extend(links.read(0 if waiting else _POLL_SECONDS))
+            if not waiting:
                 if os.getppid() != parent:
                     return
                 continue
-            if item is None:
-                stop_at = stop_at or time.monotonic()
-                continue
-            batch = [item]
-            while len(batch) < max_batch:
-                try:
-                    more = jobs.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    stop_at = stop_at or time.monotonic()
-                    continue
-                batch.append(more)
+            batch, waiting = waiting[:max_batch], waiting[max_batch:]
             outcomes = committer.commit([writes for _peer, _number, writes in batch])
             replies: dict[socket.socket, list[bytes]] = {}
-            for (peer, number, _writes), outcome in zip(batch, outcomes, strict=True):
-                replies.setdefault(peer, []).append(frame(reply(number, outcome)))
+            for (peer, number, _writes), result in zip(batch, outcomes, strict=True):
+                replies.setdefault(peer, []).append(frame(reply(number, result)))
             for peer, answers in replies.items():
-                if peer in peers:
-                    try:
-                        peer.sendall(b"".join(answers))
-                    except OSError:
-                        peers.discard(peer)
+                links.answer(peer, answers)
     finally:
+        links.close_all()
         listener.close()
         committer.close()
         # Also when the process that started it was killed and cannot clean up.
