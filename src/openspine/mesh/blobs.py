@@ -38,6 +38,11 @@ __all__ = ["BlobStore", "BlobTooLarge"]
 READ_SIZE: Final = 256 * 1024
 #: Bodies up to this size are written in one go (one worker-thread hop, not one per piece).
 SMALL: Final = 1024 * 1024
+#: Bodies up to this size are written by the event loop itself when the commit syncs them:
+#: one file created in its own directory and written to the page cache costs less than the
+#: hand-over to a worker thread and back (ADR 0017). Larger ones, and any that must be fsynced
+#: here, are written by a worker thread.
+INLINE: Final = 64 * 1024
 #: A blob younger than this is never deleted by the purge (an upload may be about to name it).
 PURGE_GRACE_SECONDS: Final = 3600
 
@@ -75,9 +80,10 @@ class BlobStore:
                 return await self._put_stream(buffered, stream, size, max_bytes)
         data = b"".join(buffered)
         digest = hashlib.sha256(data).hexdigest()
-        # Even a small file goes to a worker thread: creating and renaming it can wait for the
-        # file system's journal while a commit syncs it (ADR 0017 measured the loop doing it).
-        await anyio.to_thread.run_sync(self._put_small, data, digest)
+        if self._sync_by_commit and size <= INLINE:
+            self._put_small(data, digest)
+        else:
+            await anyio.to_thread.run_sync(self._put_small, data, digest)
         return digest, size
 
     def _put_small(self, data: bytes, digest: str) -> None:

@@ -100,7 +100,6 @@ async def test_too_large_keeps_nothing(
     assert files(tmp_path) == []
 
 
-
 async def test_a_new_small_body_is_written_in_place_without_a_rename(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -112,3 +111,28 @@ async def test_a_new_small_body_is_written_in_place_without_a_rename(
     await store.put(pieces(b"another"), 1000)
     assert renamed == []
     assert await read_all(store, digest) == b"first of its directory"
+
+
+@pytest.mark.parametrize(
+    ("size", "sync_by_commit", "threaded"),
+    [
+        (blobs.INLINE, True, False),  # small, synced by the commit: written by the event loop
+        (blobs.INLINE + 1, True, True),
+        (100, False, True),  # fsynced here: never on the event loop
+    ],
+)
+async def test_only_small_bodies_synced_by_the_commit_skip_the_worker_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: int, sync_by_commit: bool, threaded: bool
+) -> None:
+    hops: list[object] = []
+    real = blobs.anyio.to_thread.run_sync
+
+    async def counting(func: object, *args: object) -> object:
+        hops.append(func)
+        return await real(func, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(blobs.anyio.to_thread, "run_sync", counting)
+    store = BlobStore(tmp_path, sync_by_commit=sync_by_commit)
+    digest, _ = await store.put(pieces(b"x" * size), blobs.SMALL)
+    assert (len(hops) > 0) is threaded
+    assert store.path(digest).read_bytes() == b"x" * size

@@ -21,6 +21,8 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
+from concurrent import futures
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -79,8 +81,11 @@ class Committer:
             self._conn.close()
             raise
         self._batches = 0
+        self._sync_thread: ThreadPoolExecutor | None = None
 
     def close(self) -> None:
+        if self._sync_thread is not None:
+            self._sync_thread.shutdown()
         os.close(self._lock)
         self._conn.close()
 
@@ -95,10 +100,12 @@ class Committer:
     def _run_batch(self, jobs: Sequence[Job]) -> list[object]:
         conn = self._conn
         results: list[object] = []
+        sync_dirs = [d for job in jobs if isinstance(job, WriteSet) for d in job.sync_dirs]
+        # Files the batch's records name must be durable before the records are. Their sync
+        # runs while the batch is applied, and COMMIT waits for it (ADR 0017): until COMMIT
+        # nothing of the batch can survive a crash, so only the COMMIT has to come after it.
+        synced = self._syncer().submit(sync_file_systems, sync_dirs) if sync_dirs else None
         try:
-            sync_dirs = [d for job in jobs if isinstance(job, WriteSet) for d in job.sync_dirs]
-            if sync_dirs:  # files the batch's records name, durable before the records are
-                sync_file_systems(sync_dirs)
             conn.execute("BEGIN IMMEDIATE")
             head = conn.execute(SQL.AUDIT_HEAD).fetchone()
             cursor = ChainCursor(int(head[0]), str(head[1]))
@@ -133,6 +140,8 @@ class Committer:
             self._batches += 1
             if self._batches % _NONCE_PURGE_EVERY == 0:
                 conn.execute(SQL.NONCE_PURGE, (int(time.time()),))
+            if synced is not None:
+                synced.result()  # raises what the sync raised: the whole batch is refused
             conn.execute("COMMIT")
         except Exception as exc:  # every waiting request must be answered, whatever failed
             if conn.in_transaction:
@@ -140,7 +149,16 @@ class Committer:
             failure = StoreUnavailable("the store refused the transaction")
             failure.__cause__ = exc
             results = [failure] * len(jobs)
+        finally:
+            if synced is not None:
+                futures.wait([synced])  # never two syncs in flight
         return results
+
+    def _syncer(self) -> ThreadPoolExecutor:
+        """The thread that syncs a batch's files while the batch is applied (made on first use)."""
+        if self._sync_thread is None:
+            self._sync_thread = ThreadPoolExecutor(1, thread_name_prefix="openspine-file-sync")
+        return self._sync_thread
 
     def _apply(self, ws: WriteSet, cursor: ChainCursor) -> WriteResult:
         conn = self._conn
