@@ -33,7 +33,7 @@ import anyio
 
 from openspine.platform.storage.file_sync import HAVE_SYNCFS, fsync_directory
 
-__all__ = ["BlobStore", "BlobTooLarge"]
+__all__ = ["INLINE", "BlobStore", "BlobTooLarge"]
 
 READ_SIZE: Final = 256 * 1024
 #: Bodies up to this size are written in one go (one worker-thread hop, not one per piece).
@@ -161,6 +161,11 @@ class BlobStore:
             os.replace(tmp, final)
         if not self._sync_by_commit:
             fsync_directory(final.parent)
+
+    def read_small(self, digest: str) -> bytes:
+        """A body of up to :data:`INLINE` bytes, read by the caller's thread (the event loop):
+        as with writing one, the hand-over to a worker thread costs more than the read."""
+        return self.path(digest).read_bytes()
 
     async def read(self, digest: str) -> AsyncIterator[bytes]:
         handle = await anyio.to_thread.run_sync(lambda: self.path(digest).open("rb"))

@@ -267,12 +267,20 @@ def routes(service: MeshService) -> list[BaseRoute]:
         status = 206 if chunk < message.total_chunks else 200
         if request.method == "HEAD" or digest is None:
             return Response(b"", status, headers=headers, media_type=message.content_type)
-        body = service.read_blob(digest)
+        inflate = False
         if message.content_encoding == "gzip":
             if "gzip" in request.headers.get("accept-encoding", ""):
                 headers["Content-Encoding"] = "gzip"
             else:
-                body = _gunzip(body)
+                inflate = True  # streamed: a small body may inflate to a very large one
+        sizes = message.chunk_sizes
+        size = sizes[chunk - 1] if chunk <= len(sizes) else None
+        small = None if inflate or size is None else service.read_small_blob(digest, size)
+        if small is not None:
+            return Response(small, status, headers=headers, media_type=message.content_type)
+        body = service.read_blob(digest)
+        if inflate:
+            body = _gunzip(body)
         return StreamingResponse(body, status, headers=headers, media_type=message.content_type)
 
     async def acknowledge(request: Request) -> Response:

@@ -20,7 +20,7 @@ import msgspec
 from openspine.directory.domain import MeshMailbox, MeshWorkflow
 from openspine.directory.storage import DirectoryRecords
 from openspine.mesh.auth import TokenRejected, parse_token, verify_token
-from openspine.mesh.blobs import BlobStore, BlobTooLarge
+from openspine.mesh.blobs import INLINE, BlobStore, BlobTooLarge
 from openspine.mesh.domain import (
     MAX_ID_HEADER,
     MAX_SUBJECT,
@@ -508,6 +508,10 @@ class MeshService:
 
     def read_blob(self, digest: str) -> AsyncIterator[bytes]:
         return self._blobs.read(digest)
+
+    def read_small_blob(self, digest: str, size: int) -> bytes | None:
+        """A body of up to ``INLINE`` bytes, read whole; ``None`` for a larger one (stream it)."""
+        return self._blobs.read_small(digest) if size <= INLINE else None
 
     async def audit_download(
         self,
