@@ -54,6 +54,7 @@ class BlobTooLarge(Exception):
 class BlobStore:
     def __init__(self, root: Path, *, sync_by_commit: bool = HAVE_SYNCFS) -> None:
         self._root = root
+        self._root_text = os.fspath(root)
         self._tmp = root / "tmp"
         self._tmp.mkdir(parents=True, exist_ok=True)
         self._sync_by_commit = sync_by_commit
@@ -61,7 +62,11 @@ class BlobStore:
         self.sync_dirs: tuple[str, ...] = (str(root),) if sync_by_commit else ()
 
     def path(self, digest: str) -> Path:
-        return self._root / digest[:2] / digest[2:4] / digest
+        return Path(self._file(digest))
+
+    def _file(self, digest: str) -> str:
+        """The blob's path as a string: ``pathlib`` costs more than the write of a small body."""
+        return f"{self._root_text}/{digest[:2]}/{digest[2:4]}/{digest}"
 
     async def put(self, pieces: AsyncIterator[bytes], max_bytes: int) -> tuple[str, int]:
         """Store a stream; return its digest and size. Past ``max_bytes``: raise, keep nothing.
@@ -94,7 +99,7 @@ class BlobStore:
         upload of every worker, ADR 0017). An interrupted write leaves a short file that no
         record names and that the next upload of the same bytes replaces (``_share``).
         """
-        final = self.path(digest)
+        final = self._file(digest)
         try:
             fd = _create(final)
         except FileExistsError:
@@ -104,13 +109,13 @@ class BlobStore:
             with tmp.open("wb") as handle:
                 handle.write(data)
                 self._settle(handle)
-            self._install(tmp, final)
+            self._install(tmp, Path(final))
             return
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             self._settle(handle)
         if not self._sync_by_commit:
-            fsync_directory(final.parent)
+            fsync_directory(Path(final).parent)
 
     async def _put_stream(
         self, head: list[bytes], rest: AsyncIterator[bytes], size: int, max_bytes: int
@@ -165,7 +170,8 @@ class BlobStore:
     def read_small(self, digest: str) -> bytes:
         """A body of up to :data:`INLINE` bytes, read by the caller's thread (the event loop):
         as with writing one, the hand-over to a worker thread costs more than the read."""
-        return self.path(digest).read_bytes()
+        with open(self._file(digest), "rb") as handle:
+            return handle.read()
 
     async def read(self, digest: str) -> AsyncIterator[bytes]:
         handle = await anyio.to_thread.run_sync(lambda: self.path(digest).open("rb"))
@@ -189,13 +195,13 @@ class BlobStore:
         return True
 
 
-def _create(path: Path) -> int:
+def _create(path: str) -> int:
     """A new file at ``path`` (and its directory, the first time), open for writing."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
     try:
         return os.open(path, flags, 0o666)
     except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
         return os.open(path, flags, 0o666)
 
 
@@ -204,7 +210,7 @@ def _flush_and_fsync(handle: BinaryIO) -> None:
     os.fsync(handle.fileno())
 
 
-def _share(final: Path, digest: str, size: int) -> bool:
+def _share(final: str | Path, digest: str, size: int) -> bool:
     """Whether ``final`` already holds these bytes; if so it is made fresh for the purge."""
     if not _holds(final, digest, size):
         return False
@@ -215,13 +221,13 @@ def _share(final: Path, digest: str, size: int) -> bool:
     return True
 
 
-def _holds(path: Path, digest: str, size: int) -> bool:
+def _holds(path: str | Path, digest: str, size: int) -> bool:
     """Whether ``path`` holds exactly the bytes of ``digest`` (a crash may have left less)."""
     try:
-        if path.stat().st_size != size:
+        if os.stat(path).st_size != size:
             return False
         check = hashlib.sha256()
-        with path.open("rb") as handle:
+        with open(path, "rb") as handle:
             while piece := handle.read(READ_SIZE):
                 check.update(piece)
     except FileNotFoundError:

@@ -107,6 +107,13 @@ def _headers(message: MeshMessage, chunk: int) -> dict[str, str]:
     return {k: v.encode("latin-1", "replace").decode("latin-1") for k, v in headers.items()}
 
 
+def _header_map(request: Request) -> dict[str, str]:
+    """The request's headers as a dict, looked up a dozen times by a send: Starlette's
+    ``Headers`` scans the whole list on every lookup. The first of repeated names wins, as
+    with ``Headers.get``."""
+    return dict(reversed(request.headers.items()))
+
+
 async def _gunzip(pieces: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
     async for piece in pieces:
@@ -299,7 +306,7 @@ def routes(service: MeshService) -> list[BaseRoute]:
         try:
             message = await service.send(
                 caller.mailbox,
-                request.headers,
+                _header_map(request),
                 request.stream(),
                 audit_context(request),
                 caller.nonce,
@@ -319,7 +326,7 @@ def routes(service: MeshService) -> list[BaseRoute]:
                 caller.mailbox,
                 message_id,
                 chunk,
-                request.headers,
+                _header_map(request),
                 request.stream(),
                 audit_context(request),
                 caller.nonce,
