@@ -341,3 +341,35 @@ async def test_a_replayed_send_is_refused_and_sends_nothing(
     assert (
         await http.post("/messageexchange/ALICE/outbox", content=b"x", headers=retry)
     ).status_code == 403
+
+
+async def test_the_sweep_deletes_only_old_blobs_that_no_message_names(
+    mesh: tuple[httpx.AsyncClient, MeshService], demo_settings: Settings
+) -> None:
+    http, service = mesh
+    blobs = demo_settings.blob_dir
+    assert blobs is not None
+    await send(http, b"a message still in the inbox")
+    kept = hashlib.sha256(b"a message still in the inbox").hexdigest()
+    # What a crash leaves: a body whose record never committed, and a streamed upload's
+    # temporary file. Old ones go; a young one (an upload may be about to name it) stays.
+    orphans = {}
+    for name, age in (("old orphan", 7200), ("young orphan", 60)):
+        digest = hashlib.sha256(name.encode()).hexdigest()
+        path = blobs / digest[:2] / digest[2:4] / digest
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(name.encode())
+        orphans[name] = path
+        os.utime(path, (time.time() - age, time.time() - age))
+    leftover = blobs / "tmp" / "interrupted-upload"
+    leftover.write_bytes(b"partial")
+    os.utime(leftover, (time.time() - 7200, time.time() - 7200))
+    referenced = blobs / kept[:2] / kept[2:4] / kept
+    os.utime(referenced, (time.time() - 7200, time.time() - 7200))
+
+    assert await service.sweep_unreferenced_blobs() == 2
+    assert not orphans["old orphan"].exists()
+    assert not leftover.exists()
+    assert orphans["young orphan"].exists()
+    assert referenced.read_bytes() == b"a message still in the inbox"
+    assert await service.sweep_unreferenced_blobs() == 0

@@ -181,6 +181,35 @@ class BlobStore:
         finally:
             handle.close()
 
+    def old_digests(self, shard: int, now: float) -> list[str]:
+        """The digests under ``blobs/<shard as 2 hex digits>/`` whose files are older than
+        the purge's grace period (a sweep walks the 256 shards one at a time)."""
+        found: list[str] = []
+        top = os.path.join(self._root_text, f"{shard:02x}")
+        for middle in _entries(top):
+            if not middle.is_dir(follow_symlinks=False):
+                continue
+            for entry in _entries(middle.path):
+                try:
+                    old = now - entry.stat(follow_symlinks=False).st_mtime >= PURGE_GRACE_SECONDS
+                except FileNotFoundError:
+                    continue
+                if old and entry.is_file(follow_symlinks=False) and len(entry.name) == 64:
+                    found.append(entry.name)
+        return found
+
+    def remove_old_temporary(self, now: float) -> int:
+        """Remove what interrupted uploads left in ``blobs/tmp`` longer than the grace period."""
+        removed = 0
+        for entry in _entries(os.fspath(self._tmp)):
+            try:
+                if now - entry.stat(follow_symlinks=False).st_mtime >= PURGE_GRACE_SECONDS:
+                    os.unlink(entry.path)
+                    removed += 1
+            except FileNotFoundError:
+                continue
+        return removed
+
     def exists(self, digest: str) -> bool:
         return self.path(digest).is_file()
 
@@ -193,6 +222,14 @@ class BlobStore:
         except FileNotFoundError:
             return False
         return True
+
+
+def _entries(directory: str) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(directory) as entries:
+            return list(entries)
+    except FileNotFoundError:
+        return []
 
 
 def _create(path: str) -> int:

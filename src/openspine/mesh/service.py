@@ -10,11 +10,13 @@ record naming them commits; the record commits before the client is answered.
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
+import anyio
 import msgspec
 
 from openspine.directory.domain import MeshMailbox, MeshWorkflow
@@ -687,6 +689,26 @@ class MeshService:
             if not await self._store.scan_index(MESSAGE, "mbblob", f"{digest}|", f"{digest}|~", 1):
                 self._blobs.delete_if_stale(digest)
         return True
+
+    async def sweep_unreferenced_blobs(self) -> int:
+        """Delete blob files that no message names and that are older than the grace period.
+
+        A crash between an upload's write and its commit leaves such a file (its record never
+        committed), as does an interrupted streamed upload in ``blobs/tmp``. The purge removes
+        only the blobs of the messages it purges, so this sweep finds the rest: it walks the
+        store one of 256 shards at a time and looks each old file up in the ``mbblob`` index.
+        A file an upload is about to share has just had its time refreshed, so it is young
+        and kept, as in the purge.
+        """
+        now = time.time()
+        removed = await anyio.to_thread.run_sync(self._blobs.remove_old_temporary, now)
+        for shard in range(256):
+            for digest in await anyio.to_thread.run_sync(self._blobs.old_digests, shard, now):
+                if not await self._store.scan_index(
+                    MESSAGE, "mbblob", f"{digest}|", f"{digest}|~", 1
+                ) and self._blobs.delete_if_stale(digest):
+                    removed += 1
+        return removed
 
     async def reset(self, context: AuditContext) -> int:
         """Sandbox only: every message is purged at once (mesh-client's suite resets per test)."""
