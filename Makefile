@@ -42,6 +42,7 @@ bench: install ## The harness: bulk load, PDS read, search and the Spine mix aga
 	$(BIN)/python -m bench.run --scenario read --patients $(BENCH_PATIENTS) --reuse-store --duration $(BENCH_SECONDS) --workers $(BENCH_WORKERS)
 	$(BIN)/python -m bench.run --scenario search --patients $(BENCH_PATIENTS) --reuse-store --duration $(BENCH_SECONDS) --workers $(BENCH_WORKERS)
 	$(BIN)/python -m bench.run --scenario mix --patients $(BENCH_PATIENTS) --reuse-store --duration $(BENCH_SECONDS) --workers $(BENCH_WORKERS)
+	$(BIN)/python -m bench.run --scenario mix --patients $(BENCH_PATIENTS) --reuse-store --duration $(BENCH_SECONDS) --workers $(BENCH_WORKERS) --connections 64
 	$(BIN)/python -m bench.report --plot docs/benchmarks.png
 
 bench-mesh: install ## MESH against NHS's mesh-sandbox (PyPI) in the same run: 1 KiB send and receive+ack rates, a 1 GiB transfer
