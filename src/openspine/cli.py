@@ -189,7 +189,7 @@ def _serve(data_dir: Path, host: str, port: int, workers: int) -> None:
     from granian.constants import Interfaces
 
     from openspine.platform.storage.ports import StoreUnavailable
-    from openspine.platform.storage.sqlite_writer import start_writer_process
+    from openspine.platform.storage.sqlite_writer import WriterSupervisor
 
     base_url = f"http://{host}:{port}"
     os.environ["OPENSPINE_DATA_DIR"] = str(data_dir)
@@ -197,9 +197,10 @@ def _serve(data_dir: Path, host: str, port: int, workers: int) -> None:
     settings = _settings(data_dir, base_url).with_env_overrides(os.environ)
     writer = None
     if settings.store_url.startswith("sqlite:///"):
-        # One writer process commits every worker's writes together (ADR 0015).
+        # One writer process commits every worker's writes together (ADR 0015); started
+        # again if it dies (ADR 0017).
         try:
-            writer = start_writer_process(
+            writer = WriterSupervisor(
                 Path(settings.store_url.removeprefix("sqlite:///")),
                 synchronous=settings.sqlite_synchronous,
                 max_batch=settings.writer_max_batch,

@@ -24,8 +24,12 @@ class LogEvent(StrEnum):
     STOPPED = "platform.stopped"
     UNHANDLED_ERROR = "request.unhandled-error"
     STORE_UNAVAILABLE = "store.unavailable"
-    #: A worker writes through its own writer thread from now on (ADR 0015).
+    #: A worker writes through its own writer thread until it links again (ADR 0015, 0017).
     WRITER_LINK_LOST = "store.writer-link-lost"
+    #: A worker whose link had failed writes through the writer process again.
+    WRITER_LINK_RESTORED = "store.writer-link-restored"
+    #: ``openspine serve`` starts a writer process again after it died.
+    WRITER_RESTARTED = "store.writer-restarted"
     #: The writer process closed a worker's link (it went away, or sent an unreadable frame).
     WRITER_LINK_CLOSED = "store.writer-link-closed"
 

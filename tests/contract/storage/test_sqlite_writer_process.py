@@ -22,6 +22,7 @@ import msgspec
 import pytest
 
 from openspine.platform.audit.verify import verify_chain
+from openspine.platform.storage import sqlite_writer
 from openspine.platform.storage.migrate import upgrade
 from openspine.platform.storage.ports import (
     ConsumeNonce,
@@ -35,6 +36,7 @@ from openspine.platform.storage.sqlite import SqliteStore
 from openspine.platform.storage.sqlite_writer import (
     MAX_FRAME,
     WriterProcess,
+    WriterSupervisor,
     frame,
     frames,
     start_writer_process,
@@ -245,3 +247,50 @@ async def test_a_stop_signal_lets_linked_workers_finish_their_writes(store_path:
         assert writer.process.wait(timeout=5) == 0  # the last link gone, it leaves
     finally:
         writer.stop()
+
+
+async def test_a_worker_links_again_to_a_restarted_writer_process(
+    workers: list[SqliteStore],
+    writer: WriterProcess,
+    store_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sqlite_writer, "RELINK_SECONDS", 0.0)
+    store = workers[0]
+    await store.write(WriteSet(audit=[audit_event()]))
+    os.kill(writer.process.pid, signal.SIGKILL)
+    writer.process.wait()
+    with contextlib.suppress(StoreUnavailable):  # the write that finds the loss: unknown outcome
+        await store.write(WriteSet(audit=[audit_event()]))
+    # No writer process: this write is this worker's own, the link tried again and refused.
+    await store.write(WriteSet(audit=[audit_event()]))
+    assert not store.writes_through_writer_process
+    restarted = start_writer_process(
+        store_path, synchronous="FULL", max_batch=16, socket_path=writer.socket_path
+    )
+    try:
+        written = await store.write(WriteSet(audit=[audit_event()]))
+        assert store.writes_through_writer_process
+        assert written.audit_seqs
+        assert (await verify_chain(store)).ok
+    finally:
+        restarted.stop()
+
+
+def test_serve_starts_a_writer_process_again_when_it_dies(store_path: Path) -> None:
+    supervisor = WriterSupervisor(store_path, synchronous="FULL", max_batch=16)
+    first = supervisor.current.process
+    try:
+        first.kill()
+        first.wait()
+        deadline = time.monotonic() + 15
+        while supervisor.current.process is first or not supervisor.socket_path.exists():
+            assert time.monotonic() < deadline, "the writer process was not started again"
+            time.sleep(0.05)
+        assert supervisor.current.process.poll() is None
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            probe.connect(str(supervisor.socket_path))  # it listens where its predecessor did
+    finally:
+        supervisor.stop()
+    assert supervisor.current.process.poll() is not None
+    assert not supervisor.socket_path.exists()

@@ -7,8 +7,9 @@ write set in its own SAVEPOINT of one ``BEGIN IMMEDIATE`` transaction, one COMMI
 
 Who commits: with ``writer_socket`` (``openspine serve`` sets it), write sets go to the one
 writer process of :mod:`.sqlite_writer`, which batches every worker's writes together (ADR 0015).
-Without it, and for exclusive jobs (bulk load, index merge), or once the link to the writer
-process has failed, this process's own writer thread commits, taking everything queued (up to
+Without it, and for exclusive jobs (bulk load, index merge), or while the link to the writer
+process has failed (it is tried again every ``RELINK_SECONDS``: ``openspine serve`` restarts a
+writer process that died), this process's own writer thread commits, taking everything queued (up to
 ``max_batch``) and waking each event loop once per batch. All of them take turns through the
 store's writer lock, so any number of processes may write one file (ADR 0014).
 """
@@ -190,11 +191,14 @@ class SqliteStore:
         return self._link is not None and not self._link.failed
 
     async def write(self, writes: WriteSet) -> WriteResult:
-        if self._link is not None and not self._link.failed:
-            try:
-                return await self._link.write(writes)
-            except WriterUnreachable:
-                pass  # nothing was sent: this process's own writer takes it
+        if self._link is not None:
+            if self._link.relink_due():  # the writer process may have been started again
+                self._link.relink()
+            if not self._link.failed:
+                try:
+                    return await self._link.write(writes)
+                except WriterUnreachable:
+                    pass  # nothing was sent: this process's own writer takes it
         future: asyncio.Future[WriteResult] = asyncio.get_running_loop().create_future()
         self._queue.put((writes, asyncio.get_running_loop(), future))
         return await future

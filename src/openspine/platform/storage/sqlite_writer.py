@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import itertools
 import logging
 import os
@@ -29,6 +30,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from contextlib import suppress
 from dataclasses import dataclass
@@ -50,7 +52,14 @@ from openspine.platform.storage.ports import (
 )
 from openspine.platform.storage.sqlite_commit import Committer
 
-__all__ = ["WriterLink", "WriterProcess", "WriterUnreachable", "start_writer_process"]
+__all__ = [
+    "RELINK_SECONDS",
+    "WriterLink",
+    "WriterProcess",
+    "WriterSupervisor",
+    "WriterUnreachable",
+    "start_writer_process",
+]
 
 _HEADER: Final = struct.Struct("!I")
 #: A frame larger than this is refused: write sets are resources, not message bodies (those go to
@@ -58,6 +67,8 @@ _HEADER: Final = struct.Struct("!I")
 MAX_FRAME: Final = 64 * 1024 * 1024
 _READY: Final = b"ready\n"
 _POLL_SECONDS: Final = 0.5
+#: How long a worker whose link failed writes through its own thread before linking again.
+RELINK_SECONDS: Final = 5.0
 #: After a stop signal, how long the writer goes on committing for workers still linked.
 DRAIN_SECONDS: Final = 8.0
 
@@ -288,11 +299,22 @@ class WriterProcess:
         _remove_socket(self.socket_path)
 
 
-def start_writer_process(store: Path, *, synchronous: str, max_batch: int) -> WriterProcess:
-    """Start the writer process for ``store``; return once it accepts connections."""
-    # A short private path: a Unix socket's path is limited to 107 bytes, and only the serving
-    # user may connect (mkdtemp makes the directory 0700).
-    socket_path = Path(tempfile.mkdtemp(prefix="openspine-writer-")) / "writer.sock"
+def start_writer_process(
+    store: Path, *, synchronous: str, max_batch: int, socket_path: Path | None = None
+) -> WriterProcess:
+    """Start the writer process for ``store``; return once it accepts connections.
+
+    ``socket_path``: where a restarted writer listens (where its predecessor did); by default a
+    new private one.
+    """
+    if socket_path is None:
+        # A short private path: a Unix socket's path is limited to 107 bytes, and only the
+        # serving user may connect (mkdtemp makes the directory 0700).
+        socket_path = Path(tempfile.mkdtemp(prefix="openspine-writer-")) / "writer.sock"
+    else:
+        socket_path.parent.mkdir(mode=0o700, exist_ok=True)
+        with suppress(FileNotFoundError):
+            socket_path.unlink()  # what a killed predecessor could not remove
     process = subprocess.Popen(  # noqa: S603 - our own interpreter and module, no shell
         [
             sys.executable,
@@ -317,6 +339,52 @@ def start_writer_process(store: Path, *, synchronous: str, max_batch: int) -> Wr
         started.stop()
         raise StoreUnavailable("the writer process did not start")
     return started
+
+
+class WriterSupervisor:
+    """Runs the writer process for ``openspine serve`` and starts it again if it dies.
+
+    Workers whose link broke write through their own writer threads meanwhile (taking turns
+    with it by the store's lock, ADR 0014) and link to the new writer process on a later write
+    (:data:`RELINK_SECONDS`). A writer that cannot start is tried again after 1, 2, 4 … 30 s.
+    """
+
+    def __init__(self, store: Path, *, synchronous: str, max_batch: int) -> None:
+        self._start = functools.partial(
+            start_writer_process, store, synchronous=synchronous, max_batch=max_batch
+        )
+        self.current = self._start()
+        self.socket_path = self.current.socket_path
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(
+            target=self._watch, name="openspine-writer-supervisor", daemon=True
+        )
+        self._thread.start()
+
+    def _watch(self) -> None:
+        delay = 1.0
+        while True:
+            code = self.current.process.wait()
+            if self._stopping.is_set():
+                return
+            log_event(LogEvent.WRITER_RESTARTED, logging.WARNING, exit_code=code, after=delay)
+            if self._stopping.wait(delay):
+                return
+            try:
+                started = self._start(socket_path=self.socket_path)
+            except StoreUnavailable:
+                delay = min(delay * 2, 30.0)
+                continue
+            self.current, delay = started, 1.0
+            if self._stopping.is_set():  # stop() came while it was starting
+                started.stop()
+                return
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stopping.set()
+        self.current.stop(timeout)
+        self._thread.join(timeout)
+        self.current.stop(timeout)  # one the watcher may have started meanwhile
 
 
 class WriterUnreachable(StoreUnavailable):
@@ -367,9 +435,26 @@ class WriterLink:
         #: Frames written in this turn of the event loop, sent together at its end: one send
         #: and one wake-up of the writer process for all of them.
         self._outgoing: list[bytes] = []
-        #: Set once the link has failed: the store then writes through its own writer thread.
+        #: Set once the link has failed: the store then writes through its own writer thread
+        #: until :meth:`relink_due`.
         self.failed = False
+        self._failed_at = 0.0
         self._closing = False
+
+    def relink_due(self) -> bool:
+        """Whether a failed link should be tried again (the writer may have been restarted)."""
+        return (
+            self.failed
+            and not self._closing
+            and time.monotonic() - self._failed_at >= RELINK_SECONDS
+        )
+
+    def relink(self) -> None:
+        """Forget the failure: the next write connects afresh (and falls back if it cannot)."""
+        self.failed = False
+        self._transport = None
+        self._connecting = None
+        self._loop = None
 
     async def write(self, writes: WriteSet) -> WriteResult:
         loop = asyncio.get_running_loop()
@@ -402,11 +487,15 @@ class WriterLink:
             )
         except OSError:
             self.failed = True
+            self._failed_at = time.monotonic()
             log_event(LogEvent.WRITER_LINK_LOST, logging.WARNING, reason="unreachable")
             connecting.set_exception(WriterUnreachable())
             connecting.exception()  # retrieved: each waiter raises its own
             raise WriterUnreachable() from None
         self._transport = transport
+        if self._failed_at:
+            log_event(LogEvent.WRITER_LINK_RESTORED, logging.WARNING)
+            self._failed_at = 0.0
         connecting.set_result(None)
 
     def broken(self, reason: str) -> None:
@@ -414,6 +503,7 @@ class WriterLink:
         if not self.failed and not self._closing:
             log_event(LogEvent.WRITER_LINK_LOST, logging.WARNING, reason=reason)
         self.failed = True
+        self._failed_at = time.monotonic()
         if self._transport is not None:
             self._transport.close()
             self._transport = None
