@@ -294,3 +294,17 @@ def test_serve_starts_a_writer_process_again_when_it_dies(store_path: Path) -> N
         supervisor.stop()
     assert supervisor.current.process.poll() is not None
     assert not supervisor.socket_path.exists()
+
+
+def test_a_writer_process_asked_to_stop_is_not_started_again(store_path: Path) -> None:
+    # A stop of the whole process group reaches the writer before `serve` calls stop().
+    supervisor = WriterSupervisor(store_path, synchronous="FULL", max_batch=16)
+    first = supervisor.current.process
+    try:
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(10) == 0
+        time.sleep(1.5)  # longer than the first restart delay
+        assert supervisor.current.process is first
+    finally:
+        supervisor.stop()
+    assert not supervisor.socket_path.exists()

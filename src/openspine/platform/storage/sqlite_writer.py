@@ -342,7 +342,8 @@ def start_writer_process(
 
 
 class WriterSupervisor:
-    """Runs the writer process for ``openspine serve`` and starts it again if it dies.
+    """Runs the writer process for ``openspine serve`` and starts it again if it dies (exits
+    with a signal or an error; one that was asked to stop exits 0 and is left stopped).
 
     Workers whose link broke write through their own writer threads meanwhile (taking turns
     with it by the store's lock, ADR 0014) and link to the new writer process on a later write
@@ -365,7 +366,9 @@ class WriterSupervisor:
         delay = 1.0
         while True:
             code = self.current.process.wait()
-            if self._stopping.is_set():
+            # A writer that exits 0 was stopped (SIGTERM or SIGINT, drained): when the whole
+            # process group is being stopped it may see the signal before `serve` calls stop().
+            if self._stopping.is_set() or code == 0:
                 return
             log_event(LogEvent.WRITER_RESTARTED, logging.WARNING, exit_code=code, after=delay)
             if self._stopping.wait(delay):
