@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -34,6 +36,10 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[str] | None = None
+        #: The server's TMPDIR (where its writer process's socket directory goes): a SIGKILL of
+        #: the whole group leaves that directory behind, and stop() removes it. Short, because a
+        #: Unix socket's path is limited to 107 bytes.
+        self.tmp = Path(tempfile.mkdtemp(prefix="openspine-test-"))
 
     def start(self, *, first: bool) -> None:
         args = ["demo", "--patients", str(self.patients), "--mesh-sandbox"] if first else ["serve"]
@@ -43,6 +49,7 @@ class Server:
             **os.environ,
             "OPENSPINE_MESH_SANDBOX": "true",
             "OPENSPINE_MESH_SHARED_KEY": "TestKey",
+            "TMPDIR": str(self.tmp),
         }
         with self.log.open("a") as out:
             self.proc = subprocess.Popen(
@@ -78,3 +85,4 @@ class Server:
     def stop(self) -> None:
         if self.proc is not None:
             self.kill(signal.SIGTERM)
+        shutil.rmtree(self.tmp, ignore_errors=True)
