@@ -419,10 +419,10 @@ class _LinkProtocol(asyncio.Protocol):
                 else:
                     future.set_exception(result)
         except (ValueError, msgspec.DecodeError):
-            self._link.broken("unreadable-answer")
+            self._link.lost(self, "unreadable-answer")
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._link.broken("writer-gone")
+        self._link.lost(self, "writer-gone")
 
 
 class WriterLink:
@@ -431,6 +431,9 @@ class WriterLink:
     def __init__(self, socket_path: Path) -> None:
         self._socket_path = socket_path
         self._transport: asyncio.Transport | None = None
+        #: The connection's protocol: a connection replaced by a later one (after a relink)
+        #: can no longer break the link.
+        self._protocol: _LinkProtocol | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connecting: asyncio.Future[None] | None = None
         self._numbers = itertools.count()
@@ -456,6 +459,7 @@ class WriterLink:
         """Forget the failure: the next write connects afresh (and falls back if it cannot)."""
         self.failed = False
         self._transport = None
+        self._protocol = None
         self._connecting = None
         self._loop = None
 
@@ -485,7 +489,7 @@ class WriterLink:
         self._loop = loop
         connecting = self._connecting = loop.create_future()
         try:
-            transport, _ = await loop.create_unix_connection(
+            transport, protocol = await loop.create_unix_connection(
                 lambda: _LinkProtocol(self), str(self._socket_path)
             )
         except OSError:
@@ -495,11 +499,16 @@ class WriterLink:
             connecting.set_exception(WriterUnreachable())
             connecting.exception()  # retrieved: each waiter raises its own
             raise WriterUnreachable() from None
-        self._transport = transport
+        self._transport, self._protocol = transport, protocol
         if self._failed_at:
             log_event(LogEvent.WRITER_LINK_RESTORED, logging.WARNING)
             self._failed_at = 0.0
         connecting.set_result(None)
+
+    def lost(self, protocol: _LinkProtocol, reason: str) -> None:
+        """A connection ended or spoke nonsense: the link is broken if it was the current one."""
+        if protocol is self._protocol:
+            self.broken(reason)
 
     def broken(self, reason: str) -> None:
         """Fail every write in flight (their outcome is unknown) and stop using the link."""
