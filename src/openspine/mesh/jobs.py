@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Final
 
 from openspine.mesh.service import MeshService
 from openspine.platform.audit.events import AuditContext
@@ -22,7 +23,7 @@ log = logging.getLogger("openspine.mesh.jobs")
 
 
 #: How often the sweep of unreferenced blobs runs (the first time one interval after start).
-SWEEP_EVERY_SECONDS = 86_400
+SWEEP_EVERY_SECONDS: Final = 86_400
 
 
 async def mesh_jobs(service: MeshService, interval_seconds: int) -> None:

@@ -280,9 +280,7 @@ def routes(service: MeshService) -> list[BaseRoute]:
                 headers["Content-Encoding"] = "gzip"
             else:
                 inflate = True  # streamed: a small body may inflate to a very large one
-        sizes = message.chunk_sizes
-        size = sizes[chunk - 1] if chunk <= len(sizes) else None
-        small = None if inflate or size is None else service.read_small_blob(digest, size)
+        small = None if inflate else service.read_small_chunk(message, chunk)
         if small is not None:
             return Response(small, status, headers=headers, media_type=message.content_type)
         body = service.read_blob(digest)

@@ -511,9 +511,13 @@ class MeshService:
     def read_blob(self, digest: str) -> AsyncIterator[bytes]:
         return self._blobs.read(digest)
 
-    def read_small_blob(self, digest: str, size: int) -> bytes | None:
-        """A body of up to ``INLINE`` bytes, read whole; ``None`` for a larger one (stream it)."""
-        return self._blobs.read_small(digest) if size <= INLINE else None
+    def read_small_chunk(self, message: MeshMessage, chunk_number: int) -> bytes | None:
+        """A chunk of up to ``INLINE`` bytes, read whole; ``None`` for a larger one (stream it)."""
+        digest = message.chunks[chunk_number - 1]
+        sizes = message.chunk_sizes
+        if digest is None or chunk_number > len(sizes) or sizes[chunk_number - 1] > INLINE:
+            return None
+        return self._blobs.read_small(digest)
 
     async def audit_download(
         self,

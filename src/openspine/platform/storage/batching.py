@@ -10,7 +10,7 @@ from typing import Any
 from openspine.platform.audit.chain import chain_hash
 from openspine.platform.storage.ports import AuditRecord, IdempotencyRecord, PutResource
 
-__all__ = ["ChainCursor", "index_rows", "insert_row", "now", "update_row"]
+__all__ = ["ChainCursor", "idempotency_row", "index_rows", "insert_row", "now", "update_row"]
 
 
 def now() -> str:
