@@ -39,6 +39,8 @@ MAX_SUPERSEDED_HOPS: Final = 8
 
 
 _WEIGHTS: Final = (10, 9, 8, 7, 6, 5, 4, 3, 2)
+#: What the ASCII code of "0" adds to the weighted sum of the first nine digits.
+_ZEROS: Final = 48 * sum(_WEIGHTS)
 _CHI_LOW: Final = "0101010000"
 _CHI_HIGH: Final = "3112999999"
 
@@ -46,17 +48,22 @@ _CHI_HIGH: Final = "3112999999"
 def is_valid_nhs_number(value: str) -> bool:
     """Ten ASCII digits whose modulus 11 check digit holds.
 
-    This is on every request's path, so the check is computed here (about 1 µs) rather than
-    by the ``nhs-number`` package (about 20 µs: it normalises formats first); a unit test
-    holds the two to the same answer over a large sample.
+    This is on every request's path, so the check is computed here, on the digits' bytes
+    (well under 1 µs), rather than by the ``nhs-number`` package (about 20 µs: it normalises
+    formats first); a unit test holds the two to the same answer over a large sample.
     """
     if len(value) != 10 or not value.isascii() or not value.isdigit():
         return False
-    total = sum(int(d) * w for d, w in zip(value, _WEIGHTS, strict=False))
+    d = value.encode()  # ASCII digits: byte 48 is "0"
+    total = (
+        (10 * d[0] + 9 * d[1] + 8 * d[2] + 7 * d[3] + 6 * d[4] + 5 * d[5] + 4 * d[6] + 3 * d[7])
+        + 2 * d[8]
+        - _ZEROS
+    )
     check = 11 - total % 11
     if check == 11:
         check = 0
-    if check == 10 or check != ord(value[9]) - 48:
+    if check == 10 or check != d[9] - 48:
         return False
     # Scottish CHI numbers also encode a date of birth; the package holds that rule.
     return not (_CHI_LOW <= value <= _CHI_HIGH) or bool(is_valid(value))

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FHIR_JSON",
+    "FhirResponse",
     "SecuredRoute",
     "SpineApp",
     "audit_context",
@@ -82,10 +83,44 @@ class SpineApp(Starlette):
         return app
 
 
+_CONTENT_TYPE = (b"content-type", FHIR_JSON.encode())
+_SET_HERE = frozenset({"content-type", "content-length"})
+
+
+class FhirResponse(Response):
+    """A FHIR JSON body, its headers built directly (ADR 0018).
+
+    Starlette's ``Response`` lower-cases and scans every header of every response to decide
+    whether to add the length and type; ours always add both, and the few headers routes pass
+    (ETag, Location, Retry-After) are encoded as they are. A response that sets its own type
+    or length goes through Starlette's rules unchanged.
+    """
+
+    media_type = FHIR_JSON
+
+    def __init__(
+        self, body: bytes, status: int = 200, headers: Mapping[str, str] | None = None
+    ) -> None:
+        if (headers and not _SET_HERE.isdisjoint(k.lower() for k in headers)) or (
+            status < 200 or status in (204, 304)
+        ):
+            super().__init__(body, status_code=status, headers=headers)
+            return
+        self.status_code = status
+        self.background = None
+        self.body = body
+        raw = [(b"content-length", b"%d" % len(body)), _CONTENT_TYPE]
+        if headers:
+            raw.extend(
+                (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()
+            )
+        self.raw_headers = raw
+
+
 def fhir_response(
     body: bytes, status: int = 200, headers: Mapping[str, str] | None = None
 ) -> Response:
-    return Response(body, status_code=status, headers=headers, media_type=FHIR_JSON)
+    return FhirResponse(body, status, headers)
 
 
 async def read_body(request: Request, limit: int) -> bytes:

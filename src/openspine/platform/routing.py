@@ -27,7 +27,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-__all__ = ["SpineRoute", "SpineRouter", "first_segment"]
+__all__ = ["SpineRoute", "SpineRouter", "first_segment", "route_path"]
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -36,6 +36,18 @@ def first_segment(path: str) -> str:
     """``/personal-demographics/FHIR/R4/Patient`` → ``personal-demographics``; ``/`` → ``""``."""
     end = path.find("/", 1)
     return path[1:] if end < 0 else path[1:end]
+
+
+def route_path(scope: Scope) -> str:
+    """The path routes match against: below ``root_path`` when the app is mounted (as Starlette
+    computes it for each route it tries)."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if not root or not path.startswith(root):
+        return path
+    if path == root:
+        return ""
+    return path[len(root) :] if path[len(root)] == "/" else path
 
 
 def _literal_first_segment(route: BaseRoute) -> str | None:
@@ -75,12 +87,12 @@ class SpineRouter(Router):
             return
         if "router" not in scope:
             scope["router"] = self
-        path = scope["path"]
-        root = scope.get("root_path", "")
-        if root and path.startswith(root):
-            path = path[len(root) :]
+        path = route_path(scope)
         partial: tuple[BaseRoute, Scope] | None = None
         for route in self.candidates(path):
+            regex = getattr(route, "path_regex", None)
+            if regex is not None and regex.match(path) is None:
+                continue  # what matches() would find first, without its per-route preamble
             match, child_scope = route.matches(scope)
             if match is Match.FULL:
                 scope["route"] = route

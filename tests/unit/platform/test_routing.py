@@ -13,7 +13,7 @@ from starlette.responses import PlainTextResponse, Response
 
 from openspine.platform.errors import ResourceNotFound
 from openspine.platform.http import EXCEPTION_HANDLERS, SpineApp
-from openspine.platform.routing import SpineRoute, SpineRouter, first_segment
+from openspine.platform.routing import SpineRoute, SpineRouter, first_segment, route_path
 
 pytestmark = pytest.mark.anyio
 
@@ -66,6 +66,28 @@ def app() -> SpineApp:
 )
 def test_first_segment(path: str, segment: str) -> None:
     assert first_segment(path) == segment
+
+
+@pytest.mark.parametrize(
+    ("path", "root", "expected"),
+    [
+        ("/a/x", "", "/a/x"),
+        ("/api/a/x", "/api", "/a/x"),
+        ("/api", "/api", ""),
+        ("/apiary/a", "/api", "/apiary/a"),  # a prefix of a segment is not a root
+        ("/a/x", "/api", "/a/x"),
+    ],
+)
+def test_route_path_is_the_path_below_the_root(path: str, root: str, expected: str) -> None:
+    assert route_path({"type": "http", "path": path, "root_path": root}) == expected
+
+
+async def test_a_mounted_app_routes_below_its_root_path() -> None:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app(), root_path="/api"), base_url="http://t"
+    ) as c:
+        response = await c.get("/api/a/7")
+    assert (response.status_code, response.text) == (200, "a-id id=7")
 
 
 def test_candidates_keep_order_and_include_parameter_first_routes() -> None:

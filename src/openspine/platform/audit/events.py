@@ -6,11 +6,12 @@ hash is stable across processes and stores.
 
 from __future__ import annotations
 
-import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from random import getrandbits
 from typing import TYPE_CHECKING
 
 import orjson
@@ -72,6 +73,10 @@ class AuditContext:
     correlation_id: str | None
 
 
+#: The service part of each action's code (``pds`` for ``pds.patient.read``).
+_SERVICE: dict[AuditAction, str] = {action: action.value.split(".", 1)[0] for action in AuditAction}
+
+
 def uuid7(at: datetime) -> str:
     """A UUID version 7 (RFC 9562): 48 bits of Unix milliseconds, then 74 random bits.
 
@@ -79,18 +84,46 @@ def uuid7(at: datetime) -> str:
     leaf of it with every insert, so each group commit wrote one index page per event to the
     WAL; ids that follow the clock all land on its last page (ADR 0015). Python 3.14's
     ``uuid.uuid7`` does the same; this is for 3.11.
+
+    The random bits make ids unique, not secret (the chain, not the id, makes the trail
+    tamper-evident), so they come from ``random``, not from a system call per event (ADR 0018).
+    The module's generator is seeded from the system again in every forked process (``random``
+    registers that itself), so two workers do not draw the same bits.
     """
-    millis = int(at.timestamp() * 1000)
-    rand = int.from_bytes(os.urandom(10), "big")
+    return _uuid7(int(at.timestamp() * 1000))
+
+
+def _uuid7(millis: int) -> str:
+    rand = getrandbits(74)
     value = (
         (millis & 0xFFFF_FFFF_FFFF) << 80
         | 0x7 << 76
-        | (rand >> 68) << 64  # rand_a: 12 bits
+        | (rand >> 62) << 64  # rand_a: 12 bits
         | 0b10 << 62  # the RFC 4122/9562 variant
         | rand & 0x3FFF_FFFF_FFFF_FFFF  # rand_b: 62 bits
     )
     h = f"{value:032x}"
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+#: The last whole second :func:`utc_text` formatted, and its text: one tuple, swapped whole, so
+#: that a thread never sees one second's number with another's text.
+_last_second: tuple[int, str] = (-1, "")
+
+
+def utc_text(micros: int) -> str:
+    """``datetime.isoformat(timespec="microseconds")`` of a UTC time given in Unix microseconds.
+
+    Every audit event carries one. The date and time of day change once a second, so they are
+    formatted once a second; only the microseconds are formatted per event.
+    """
+    global _last_second
+    seconds, fraction = divmod(micros, 1_000_000)
+    last, text = _last_second
+    if seconds != last:
+        text = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        _last_second = (seconds, text)
+    return f"{text}.{fraction:06d}+00:00"
 
 
 def audit_record(
@@ -105,14 +138,18 @@ def audit_record(
     reason: str | None = None,
     now: datetime | None = None,
 ) -> AuditRecord:
-    at = now or datetime.now(UTC)
-    recorded = at.isoformat(timespec="microseconds")
-    event_id = uuid7(at)
+    if now is None:
+        micros = time.time_ns() // 1000
+        recorded = utc_text(micros)
+        event_id = _uuid7(micros // 1000)
+    else:
+        recorded = now.isoformat(timespec="microseconds")
+        event_id = uuid7(now)
     payload: dict[str, object] = {
         "id": event_id,
         "recorded": recorded,
         "action": action.value,
-        "service": action.value.split(".", 1)[0],
+        "service": _SERVICE[action],
         "outcome": outcome.value,
         "who": principal.audit_identity() if principal is not None else None,
         "patients": list(patients),

@@ -1,0 +1,56 @@
+"""Request metrics as Prometheus text: counts by route, method and status; latency histograms."""
+
+from __future__ import annotations
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from openspine.platform.observability import LATENCY_BUCKETS, Metrics
+
+ROUTE = "/personal-demographics/FHIR/R4/Patient/{nhs_number}"
+
+
+def samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = metrics.render().decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def test_requests_are_counted_by_route_method_and_status() -> None:
+    metrics = Metrics()
+    for status in (200, 200, 404):
+        metrics.observe(ROUTE, "GET", status, 0.002)
+    metrics.observe(ROUTE, "PATCH", 200, 0.002)
+    found = samples(metrics)
+    name = "openspine_http_requests_total"
+    assert found[(name, (("method", "GET"), ("route", ROUTE), ("status", "200")))] == 2
+    assert found[(name, (("method", "GET"), ("route", ROUTE), ("status", "404")))] == 1
+    assert found[(name, (("method", "PATCH"), ("route", ROUTE), ("status", "200")))] == 1
+
+
+def test_latency_buckets_are_cumulative_and_a_bound_holds_its_own_value() -> None:
+    metrics = Metrics()
+    for seconds in (0.0005, 0.0007, 0.3, 9.0):
+        metrics.observe(ROUTE, "GET", 200, seconds)
+    found = samples(metrics)
+    name = "openspine_http_request_duration_seconds"
+
+    def bucket(le: str) -> float:
+        return found[(f"{name}_bucket", (("le", le), ("route", ROUTE)))]
+
+    assert bucket("0.0005") == 1  # "less than or equal"
+    assert bucket("0.001") == 2
+    assert bucket("0.25") == 2
+    assert bucket("0.5") == 3
+    assert bucket(str(LATENCY_BUCKETS[-1])) == 3
+    assert bucket("+Inf") == 4
+    assert found[(f"{name}_count", (("route", ROUTE),))] == 4
+    assert abs(found[(f"{name}_sum", (("route", ROUTE),))] - 9.3012) < 1e-9
+
+
+def test_two_apps_in_one_process_keep_their_own_counts() -> None:
+    first, second = Metrics(), Metrics()
+    first.observe(ROUTE, "GET", 200, 0.001)
+    assert not any(name.startswith("openspine_http_requests") for name, _ in samples(second))
