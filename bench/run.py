@@ -160,7 +160,8 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-async def build_store(data_dir: Path, patients: int) -> list[tuple[str, str, str, str]]:
+async def build_store(data_dir: Path, patients: int) -> None:
+    """The bulk load itself: a fresh demo store of ``patients`` (what the load scenario times)."""
     from openspine.app import build_platform
     from openspine.synth.demo import create_demo_store, create_keys_and_settings
 
@@ -171,7 +172,6 @@ async def build_store(data_dir: Path, patients: int) -> list[tuple[str, str, str
         await create_demo_store(data_dir, settings, platform.store, size=patients, seed=1)
     finally:
         await platform.store.close()
-    return sample_people(patients)
 
 
 def sample_people(patients: int, count: int = 5000) -> list[tuple[str, str, str, str]]:
@@ -247,9 +247,10 @@ def main() -> None:
         load_seconds = None
     else:
         shutil.rmtree(data_dir, ignore_errors=True)
-        people = asyncio.run(build_store(data_dir, args.patients))
+        asyncio.run(build_store(data_dir, args.patients))
         load_seconds = round(time.monotonic() - started, 1)
         marker.write_text(str(args.patients))
+        people = sample_people(args.patients)
     numbers = [p[0] for p in people]
     (RESULTS / "numbers.txt").write_text("\n".join(numbers) + "\n")
     (RESULTS / "queries.txt").write_text("\n".join("|".join(p[1:]) for p in people) + "\n")
