@@ -27,9 +27,16 @@ class Server:
     """``openspine demo --mesh-sandbox`` (first start) or ``serve`` (restarts) on one data dir."""
 
     def __init__(
-        self, data_dir: Path, log: Path, *, patients: int = 0, store_url: str | None = None
+        self,
+        data_dir: Path,
+        log: Path,
+        *,
+        patients: int = 0,
+        store_url: str | None = None,
+        workers: int = 1,
     ) -> None:
         self.data_dir = data_dir
+        self.workers = workers
         self.log = log
         self.patients = patients
         self.store_url = store_url
@@ -53,7 +60,16 @@ class Server:
         }
         with self.log.open("a") as out:
             self.proc = subprocess.Popen(
-                [*CLI, *args, "--data-dir", str(self.data_dir), "--port", str(self.port)],
+                [
+                    *CLI,
+                    *args,
+                    "--data-dir",
+                    str(self.data_dir),
+                    "--port",
+                    str(self.port),
+                    "--workers",
+                    str(self.workers),
+                ],
                 stdout=subprocess.PIPE,
                 stderr=out,
                 text=True,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -31,7 +32,7 @@ from openspine.pds.service import PdsService
 from openspine.platform import health
 from openspine.platform.http import EXCEPTION_HANDLERS, SpineApp
 from openspine.platform.middleware import RequestMiddleware
-from openspine.platform.observability import LogEvent, Metrics, log_event
+from openspine.platform.observability import LogEvent, Metrics, log_event, publish_metrics
 from openspine.platform.openapi import QueryParameters, openapi_document
 from openspine.platform.routing import SpineRoute
 from openspine.platform.security import routes as oauth_routes
@@ -125,7 +126,7 @@ def build_platform(settings: Settings) -> Platform:
 
 def create_app(settings: Settings) -> SpineApp:
     platform = build_platform(settings)
-    metrics = Metrics()
+    metrics = Metrics(settings.metrics_dir)
     base_url = settings.public_base_url.rstrip("/")
 
     @contextlib.asynccontextmanager
@@ -134,6 +135,8 @@ def create_app(settings: Settings) -> SpineApp:
         # Keys of a bulk load that stopped before its merge (ADR 0014): searchable from now on.
         await platform.store.merge_pending_index()
         jobs = [asyncio.create_task(eps_jobs(platform.eps, settings.mesh_job_interval_seconds))]
+        if metrics.shared:
+            jobs.append(asyncio.create_task(publish_metrics(metrics)))
         if platform.mesh is not None:
             if settings.mesh_sandbox:
                 await register(
@@ -154,6 +157,10 @@ def create_app(settings: Settings) -> SpineApp:
                 job.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await job
+            try:
+                metrics.publish()  # this worker's last requests count after it has gone
+            except OSError as exc:
+                log_event(LogEvent.METRICS_NOT_SHARED, logging.WARNING, error=type(exc).__name__)
             await platform.store.close()
             log_event(LogEvent.STOPPED)
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -208,6 +210,10 @@ def _serve(data_dir: Path, host: str, port: int, workers: int) -> None:
         except StoreUnavailable as exc:
             raise click.ClickException(str(exc)) from None
         os.environ["OPENSPINE_SQLITE_WRITER_SOCKET"] = str(writer.socket_path)
+    # The workers share their request metrics here, so that a scrape of any one of them counts
+    # the whole server (ADR 0018); made afresh for each run, only the serving user may read it.
+    metrics_dir = Path(tempfile.mkdtemp(prefix="openspine-metrics-"))
+    os.environ["OPENSPINE_METRICS_DIR"] = str(metrics_dir)
     threading.Thread(target=_announce_when_ready, args=(base_url,), daemon=True).start()
     try:
         Granian(
@@ -221,6 +227,8 @@ def _serve(data_dir: Path, host: str, port: int, workers: int) -> None:
             backlog=2048,
         ).serve()
     finally:
+        os.environ.pop("OPENSPINE_METRICS_DIR", None)
+        shutil.rmtree(metrics_dir, ignore_errors=True)
         if writer is not None:
             os.environ.pop("OPENSPINE_SQLITE_WRITER_SOCKET", None)
             writer.stop()

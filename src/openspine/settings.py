@@ -59,6 +59,9 @@ class Settings:
     sqlite_synchronous: str = "FULL"
     #: The writer process's socket (``openspine serve`` sets it; ADR 0015); None: write in-process.
     sqlite_writer_socket: Path | None = None
+    #: Where the workers of one server share their request metrics (``openspine serve`` sets
+    #: it); None: each process's ``/metrics`` counts its own requests only.
+    metrics_dir: Path | None = None
     postgres_pool_size: int = 8
     demo_mode: bool = False
     log_level: str = "INFO"
@@ -170,6 +173,9 @@ class Settings:
                 if env.get("OPENSPINE_SQLITE_WRITER_SOCKET")
                 else None
             ),
+            metrics_dir=(
+                Path(env["OPENSPINE_METRICS_DIR"]) if env.get("OPENSPINE_METRICS_DIR") else None
+            ),
             postgres_pool_size=integer("OPENSPINE_POSTGRES_POOL_SIZE", 8),
             demo_mode=demo == "true",
             log_level=env.get("OPENSPINE_LOG_LEVEL", "INFO"),
@@ -192,10 +198,12 @@ class Settings:
 
     def with_env_overrides(self, env: Mapping[str, str]) -> Settings:
         """A data-dir store's settings with the MESH variables an operator set on top, and the
-        writer process's socket that ``openspine serve`` set."""
+        writer process's socket and the metrics directory that ``openspine serve`` set."""
         changes: dict[str, Any] = {}
         if env.get("OPENSPINE_SQLITE_WRITER_SOCKET"):
             changes["sqlite_writer_socket"] = Path(env["OPENSPINE_SQLITE_WRITER_SOCKET"])
+        if env.get("OPENSPINE_METRICS_DIR"):
+            changes["metrics_dir"] = Path(env["OPENSPINE_METRICS_DIR"])
         if env.get("OPENSPINE_MESH_SHARED_KEY"):
             changes["mesh_shared_key"] = Secret(env["OPENSPINE_MESH_SHARED_KEY"])
         if env.get("OPENSPINE_MESH_SANDBOX"):

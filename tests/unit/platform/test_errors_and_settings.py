@@ -61,3 +61,24 @@ def test_outcome_with_diagnostics_matches_the_nhs_stub(error: type[SpineError]) 
     for outcome in (stub, ours):
         outcome["issue"][0].pop("diagnostics", None)
     assert ours == stub
+
+
+def test_serve_sets_the_writer_socket_and_metrics_directory_for_its_workers(
+    tmp_path: Path,
+) -> None:
+    required = {
+        "OPENSPINE_STORE": "sqlite:///x.db",
+        "OPENSPINE_TOKEN_SIGNING_KEY_FILE": "k.pem",
+        "OPENSPINE_IDP_JWKS_FILE": "j.json",
+    }
+    assert Settings.from_env(required).metrics_dir is None
+    served = {
+        **required,
+        "OPENSPINE_METRICS_DIR": str(tmp_path / "m"),
+        "OPENSPINE_SQLITE_WRITER_SOCKET": str(tmp_path / "w.sock"),
+    }
+    from_env = Settings.from_env(served)
+    assert from_env.metrics_dir == tmp_path / "m"
+    overridden = Settings.from_env(required).with_env_overrides(served)
+    assert overridden.metrics_dir == tmp_path / "m"
+    assert overridden.sqlite_writer_socket == tmp_path / "w.sock"
