@@ -26,7 +26,7 @@ from openspine.platform.audit.events import AuditContext
 from openspine.platform.audit.verify import VerificationResult, verify_chain
 from openspine.platform.errors import SpineError
 from openspine.platform.security.keys import load_private_key
-from openspine.platform.storage.migrate import upgrade
+from openspine.platform.storage.migrate import schema_behind, upgrade
 from openspine.platform.storage.ports import StoreUnavailable
 from openspine.settings import Settings, SettingsError
 from openspine.synth.credentials import (
@@ -197,6 +197,13 @@ def _serve(data_dir: Path, host: str, port: int, workers: int) -> None:
     os.environ["OPENSPINE_DATA_DIR"] = str(data_dir)
     os.environ["OPENSPINE_PUBLIC_BASE_URL"] = base_url
     settings = _settings(data_dir, base_url).with_env_overrides(os.environ)
+    behind = schema_behind(settings.store_url)
+    if behind is not None:
+        err.print(
+            f"[yellow]The store's schema is at {behind[0]}, the latest is {behind[1]}: it is "
+            "served as it is; run `openspine migrate` for what the newer migrations bring "
+            "(docs/operations.md).[/yellow]"
+        )
     writer = None
     if settings.store_url.startswith("sqlite:///"):
         # One writer process commits every worker's writes together (ADR 0015); started

@@ -12,7 +12,7 @@ from alembic.config import Config
 from openspine.platform.audit.events import AuditAction, AuditContext, AuditOutcome, audit_record
 from openspine.platform.audit.verify import verify_chain
 from openspine.platform.storage.factory import open_store
-from openspine.platform.storage.migrate import MIGRATIONS, upgrade
+from openspine.platform.storage.migrate import MIGRATIONS, schema_behind, upgrade
 from openspine.platform.storage.ports import WriteSet
 
 pytestmark = pytest.mark.anyio
@@ -97,3 +97,17 @@ async def test_the_downgrade_gives_the_old_table_back(tmp_path: Path) -> None:
     assert len(audit_indexes(path)) == 2
     assert not seq_is_rowid(path)
     assert await chain_ok(url) == (True, 10)
+
+
+def test_a_store_behind_the_latest_migration_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "behind.db"
+    url = f"sqlite:///{path}"
+    assert schema_behind(url) is None  # no store: nothing to say, and no file made
+    assert not path.exists()
+    upgrade(url, "0003")
+    behind = schema_behind(url)
+    assert behind is not None
+    assert behind[0] == "0003"
+    assert behind[1] > "0003"  # the latest, whatever it is by then
+    upgrade(url)
+    assert schema_behind(url) is None

@@ -7,8 +7,12 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, pool
+from sqlalchemy.exc import SQLAlchemyError
 
-__all__ = ["sqlalchemy_url", "upgrade"]
+__all__ = ["schema_behind", "sqlalchemy_url", "upgrade"]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -31,3 +35,29 @@ def upgrade(store_url: str, revision: str = "head") -> None:
     config.set_main_option("script_location", str(MIGRATIONS))
     config.set_main_option("sqlalchemy.url", sqlalchemy_url(store_url).replace("%", "%%"))
     command.upgrade(config, revision)
+
+
+def schema_behind(store_url: str) -> tuple[str | None, str] | None:
+    """``(the store's revision, the latest)`` when the store needs ``openspine migrate``.
+
+    A store one migration behind still works (every migration so far keeps the code's
+    statements valid), only without what the newer ones bring, so serving it is not refused.
+    """
+    if (
+        store_url.startswith("sqlite:///")
+        and not Path(store_url.removeprefix("sqlite:///")).is_file()
+    ):
+        return None  # connecting would create an empty file; opening the store says it is missing
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    assert head is not None, "the project has migrations"
+    engine = create_engine(sqlalchemy_url(store_url), poolclass=pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            current = MigrationContext.configure(connection).get_current_revision()
+    except SQLAlchemyError:
+        return None  # unreachable: opening the store reports that, with its own words
+    finally:
+        engine.dispose()
+    return None if current == head else (current, head)
