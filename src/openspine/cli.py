@@ -26,7 +26,7 @@ from openspine.platform.audit.events import AuditContext
 from openspine.platform.audit.verify import VerificationResult, verify_chain
 from openspine.platform.errors import SpineError
 from openspine.platform.security.keys import load_private_key
-from openspine.platform.storage.migrate import schema_behind, upgrade
+from openspine.platform.storage.migrate import OLDEST_SERVED, schema_behind, upgrade
 from openspine.platform.storage.ports import StoreUnavailable
 from openspine.settings import Settings, SettingsError
 from openspine.synth.credentials import (
@@ -199,9 +199,15 @@ def _serve(data_dir: Path, host: str, port: int, workers: int) -> None:
     settings = _settings(data_dir, base_url).with_env_overrides(os.environ)
     behind = schema_behind(settings.store_url)
     if behind is not None:
+        current, latest = behind
+        if current is None or current < OLDEST_SERVED:
+            raise click.ClickException(
+                f"the store's schema is at {current or 'no revision'}; this version needs at "
+                f"least {OLDEST_SERVED}: run `openspine migrate` (docs/operations.md)"
+            )
         err.print(
-            f"[yellow]The store's schema is at {behind[0]}, the latest is {behind[1]}: it is "
-            "served as it is; run `openspine migrate` for what the newer migrations bring "
+            f"[yellow]The store's schema is at {current}, the latest is {latest}: it is served "
+            "as it is; run `openspine migrate` for what the newer migrations bring "
             "(docs/operations.md).[/yellow]"
         )
     writer = None

@@ -12,9 +12,12 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, pool
 from sqlalchemy.exc import SQLAlchemyError
 
-__all__ = ["schema_behind", "sqlalchemy_url", "upgrade"]
+__all__ = ["OLDEST_SERVED", "schema_behind", "sqlalchemy_url", "upgrade"]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+#: The oldest schema this code still runs on: 0004 only re-keys SQLite's audit table, so a store
+#: at 0003 works as before (slower); one older lacks tables the code uses.
+OLDEST_SERVED = "0003"
 
 
 def sqlalchemy_url(store_url: str) -> str:
@@ -40,8 +43,8 @@ def upgrade(store_url: str, revision: str = "head") -> None:
 def schema_behind(store_url: str) -> tuple[str | None, str] | None:
     """``(the store's revision, the latest)`` when the store needs ``openspine migrate``.
 
-    A store one migration behind still works (every migration so far keeps the code's
-    statements valid), only without what the newer ones bring, so serving it is not refused.
+    ``None`` as the store's revision: it was never migrated. Revisions are zero-padded numbers,
+    so they compare as strings (:data:`OLDEST_SERVED`).
     """
     if (
         store_url.startswith("sqlite:///")
