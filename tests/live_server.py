@@ -10,7 +10,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -102,3 +105,14 @@ class Server:
         if self.proc is not None:
             self.kill(signal.SIGTERM)
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+@contextmanager
+def serving(data_dir: Path, log: Path, **options: Any) -> Iterator[Server]:
+    """A first start (``openspine demo``) of a :class:`Server`, stopped on the way out."""
+    server = Server(data_dir, log, **options)
+    server.start(first=True)
+    try:
+        yield server
+    finally:
+        server.stop()

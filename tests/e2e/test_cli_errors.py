@@ -8,10 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from alembic import command
-from alembic.config import Config
 
-from openspine.platform.storage.migrate import MIGRATIONS, OLDEST_SERVED
+from openspine.platform.storage.migrate import OLDEST_SERVED, downgrade
 from openspine.settings import SETTINGS_FILE
 from openspine.synth.demo import create_keys_and_settings
 
@@ -39,10 +37,7 @@ def test_an_unreachable_store_is_one_clear_line(tmp_path: Path) -> None:
 def test_serving_a_store_too_old_to_run_on_says_to_migrate(tmp_path: Path) -> None:
     create_keys_and_settings(tmp_path)  # the store at the latest migration
     store = tmp_path / "openspine.db"
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    config.set_main_option("sqlalchemy.url", f"sqlite:///{store}")
-    command.downgrade(config, "0002")  # older than this version can run on
+    downgrade(f"sqlite:///{store}", "0002")  # older than this version can run on
     result = subprocess.run(
         [sys.executable, "-m", "openspine.cli", "serve", "--data-dir", str(tmp_path)],
         capture_output=True,

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from mesh_client import Endpoint, MeshClient
 
-from tests.live_server import Server
+from tests.live_server import Server, serving
 
 pytestmark = pytest.mark.e2e
 
@@ -21,12 +21,8 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     data_dir = tmp_path_factory.mktemp("mesh")
-    running = Server(data_dir / "store", data_dir / "server.log")
-    running.start(first=True)
-    try:
+    with serving(data_dir / "store", data_dir / "server.log") as running:
         yield running
-    finally:
-        running.stop()
 
 
 def client(server: Server, mailbox: str) -> MeshClient:

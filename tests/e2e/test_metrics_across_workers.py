@@ -6,12 +6,11 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.live_server import Server
+from tests.live_server import Server, serving
 
 pytestmark = pytest.mark.e2e
 
@@ -21,12 +20,8 @@ PING = 'openspine_http_requests_total{method="GET",route="/_ping",status="200"}'
 @pytest.fixture(scope="module")
 def two_workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     base = tmp_path_factory.mktemp("metrics")
-    running = Server(base / "store", base / "server.log", workers=2)
-    running.start(first=True)
-    try:
+    with serving(base / "store", base / "server.log", workers=2) as running:
         yield running
-    finally:
-        running.stop()
 
 
 def pings_counted(text: str) -> float:
@@ -36,14 +31,13 @@ def pings_counted(text: str) -> float:
 
 def test_every_scrape_counts_both_workers_requests(two_workers: Server) -> None:
     sent = 200
-    pids: set[str] = set()
     with httpx.Client(base_url=two_workers.url, timeout=10) as http:
         before = pings_counted(http.get("/metrics").text)
         for _ in range(sent):
             # A new connection each time: granian gives connections, not requests, to workers.
             with httpx.Client(base_url=two_workers.url, timeout=10) as one:
                 assert one.get("/_ping").status_code == 200
-        metrics_dir = Path(two_workers.tmp).glob("openspine-metrics-*")
+        metrics_dir = two_workers.tmp.glob("openspine-metrics-*")
         time.sleep(2.5)  # each worker writes its numbers every second
         pids = {p.stem for d in metrics_dir for p in d.glob("*.json")}
         scrapes = []

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.live_server import Server
+from tests.live_server import Server, serving
 from tests.reliability.callers import Callers
 from tests.reliability.protection import exposures
 
@@ -67,9 +67,5 @@ class Live:
 @pytest.fixture(scope="session")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     base = tmp_path_factory.mktemp("reliability")
-    server = Server(base / "store", base / "server.log", patients=200)
-    server.start(first=True)
-    try:
+    with serving(base / "store", base / "server.log", patients=200) as server:
         yield Live(server, Callers(server.url, server.data_dir), Recorder())
-    finally:
-        server.stop()

@@ -76,6 +76,10 @@ class _RouteLatency:
         self.buckets = [0] * (len(LATENCY_BUCKETS) + 1)  # the last one: above every bound
         self.total = 0.0
 
+    def add(self, buckets: list[int], total: float) -> None:
+        self.buckets = [mine + theirs for mine, theirs in zip(self.buckets, buckets, strict=True)]
+        self.total += total
+
 
 class Metrics:
     """Per-application registry, so that two apps in one process (tests) never collide.
@@ -139,18 +143,15 @@ class Metrics:
 
     def collect(self) -> Iterator[Metric]:
         counts = dict(self._counts)
-        latency = {route: (list(h.buckets), h.total) for route, h in self._latency.items()}
+        latency: dict[str, _RouteLatency] = {}
+        for route, mine in self._latency.items():
+            latency.setdefault(route, _RouteLatency()).add(mine.buckets, mine.total)
         for other in self._others():
             for route, method, status, count in other.counts:
                 counts[(route, method, status)] = counts.get((route, method, status), 0) + count
             for route, buckets, total in other.latency:
-                if len(buckets) != len(_BOUNDS):
-                    continue  # written with other buckets (an older version): not comparable
-                mine = latency.setdefault(route, ([0] * len(_BOUNDS), 0.0))
-                latency[route] = (
-                    [a + b for a, b in zip(mine[0], buckets, strict=True)],
-                    mine[1] + total,
-                )
+                if len(buckets) == len(_BOUNDS):  # else written with other buckets: not comparable
+                    latency.setdefault(route, _RouteLatency()).add(buckets, total)
         requests = CounterMetricFamily(
             "openspine_http_requests",
             "HTTP requests answered, by route template, method and status",
@@ -163,9 +164,9 @@ class Metrics:
             "Time from request to the end of the response, by route template",
             labels=["route"],
         )
-        for route, (buckets, total) in latency.items():
-            cumulative = list(accumulate(buckets))
-            durations.add_metric([route], list(zip(_BOUNDS, cumulative, strict=True)), total)
+        for route, merged in latency.items():
+            cumulative = accumulate(merged.buckets)
+            durations.add_metric([route], list(zip(_BOUNDS, cumulative, strict=True)), merged.total)
         return iter((requests, durations))
 
     def render(self) -> bytes:

@@ -6,13 +6,11 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from alembic import command
-from alembic.config import Config
 
 from openspine.platform.audit.events import AuditAction, AuditContext, AuditOutcome, audit_record
 from openspine.platform.audit.verify import verify_chain
 from openspine.platform.storage.factory import open_store
-from openspine.platform.storage.migrate import MIGRATIONS, schema_behind, upgrade
+from openspine.platform.storage.migrate import downgrade, schema_behind, upgrade
 from openspine.platform.storage.ports import WriteSet
 
 pytestmark = pytest.mark.anyio
@@ -90,10 +88,7 @@ async def test_the_downgrade_gives_the_old_table_back(tmp_path: Path) -> None:
     url = f"sqlite:///{path}"
     upgrade(url)
     await write_events(url, 10)
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    config.set_main_option("sqlalchemy.url", url)
-    command.downgrade(config, "0003")
+    downgrade(url, "0003")
     assert len(audit_indexes(path)) == 2
     assert not seq_is_rowid(path)
     assert await chain_ok(url) == (True, 10)

@@ -12,7 +12,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, pool
 from sqlalchemy.exc import SQLAlchemyError
 
-__all__ = ["OLDEST_SERVED", "schema_behind", "sqlalchemy_url", "upgrade"]
+__all__ = ["OLDEST_SERVED", "downgrade", "schema_behind", "sqlalchemy_url", "upgrade"]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 #: The oldest schema this code still runs on: 0004 only re-keys SQLite's audit table, so a store
@@ -26,6 +26,13 @@ def sqlalchemy_url(store_url: str) -> str:
     return store_url
 
 
+def _config(store_url: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("sqlalchemy.url", sqlalchemy_url(store_url).replace("%", "%%"))
+    return config
+
+
 def upgrade(store_url: str, revision: str = "head") -> None:
     """Bring the store at ``store_url`` up to ``revision``, creating it if needed."""
     if store_url.startswith("sqlite:///"):
@@ -34,10 +41,12 @@ def upgrade(store_url: str, revision: str = "head") -> None:
         with sqlite3.connect(path) as conn:  # WAL is a property of the file: set it once here
             conn.execute("PRAGMA journal_mode = WAL")
         conn.close()
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    config.set_main_option("sqlalchemy.url", sqlalchemy_url(store_url).replace("%", "%%"))
-    command.upgrade(config, revision)
+    command.upgrade(_config(store_url), revision)
+
+
+def downgrade(store_url: str, revision: str) -> None:
+    """Take the store at ``store_url`` back to ``revision`` (each migration has its way back)."""
+    command.downgrade(_config(store_url), revision)
 
 
 def schema_behind(store_url: str) -> tuple[str | None, str] | None:
@@ -51,9 +60,7 @@ def schema_behind(store_url: str) -> tuple[str | None, str] | None:
         and not Path(store_url.removeprefix("sqlite:///")).is_file()
     ):
         return None  # connecting would create an empty file; opening the store says it is missing
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    head = ScriptDirectory.from_config(config).get_current_head()
+    head = ScriptDirectory.from_config(_config(store_url)).get_current_head()
     assert head is not None, "the project has migrations"
     engine = create_engine(sqlalchemy_url(store_url), poolclass=pool.NullPool)
     try:
