@@ -82,6 +82,8 @@ class _Commands(click.Group):
             raise click.ClickException(
                 f"the store is unavailable ({exc}); check that it is running and reachable"
             ) from None
+        except SettingsError as exc:  # e.g. a bad OPENSPINE_* value set over a data dir's
+            raise click.ClickException(str(exc)) from None
 
 
 @click.group(cls=_Commands)

@@ -16,6 +16,8 @@ from typing import Any
 __all__ = ["Secret", "Settings", "SettingsError"]
 
 SETTINGS_FILE = "openspine.json"
+#: The values of SQLite's ``PRAGMA synchronous`` (FULL, the default, syncs every commit).
+SQLITE_SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 
 class SettingsError(ValueError):
@@ -148,13 +150,8 @@ class Settings:
             return value
 
         def integer(name: str, default: int) -> int:
-            value = env.get(name)
-            if value is None:
-                return default
-            try:
-                return int(value)
-            except ValueError:
-                raise SettingsError(f"{name} must be an integer") from None
+            value = _integer(env, name)
+            return default if value is None else value
 
         demo = env.get("OPENSPINE_DEMO_MODE", "false").lower()
         if demo not in {"true", "false"}:
@@ -167,7 +164,7 @@ class Settings:
             idp_issuer=env.get("OPENSPINE_IDP_ISSUER", "https://cis2.openspine.test"),
             access_token_ttl_seconds=integer("OPENSPINE_ACCESS_TOKEN_TTL", 600),
             writer_max_batch=integer("OPENSPINE_WRITER_MAX_BATCH", 512),
-            sqlite_synchronous=env.get("OPENSPINE_SQLITE_SYNCHRONOUS", "FULL"),
+            sqlite_synchronous=_synchronous(env) or "FULL",
             sqlite_writer_socket=(
                 Path(env["OPENSPINE_SQLITE_WRITER_SOCKET"])
                 if env.get("OPENSPINE_SQLITE_WRITER_SOCKET")
@@ -197,9 +194,18 @@ class Settings:
         )
 
     def with_env_overrides(self, env: Mapping[str, str]) -> Settings:
-        """A data-dir store's settings with the MESH variables an operator set on top, and the
-        writer process's socket and the metrics directory that ``openspine serve`` set."""
+        """A data-dir store's settings with what an operator set on top (the MESH variables,
+        SQLite's sync mode, the writer's batch limit, the log level), and the writer process's
+        socket and the metrics directory that ``openspine serve`` set."""
         changes: dict[str, Any] = {}
+        synchronous = _synchronous(env)
+        if synchronous is not None:
+            changes["sqlite_synchronous"] = synchronous
+        max_batch = _integer(env, "OPENSPINE_WRITER_MAX_BATCH")
+        if max_batch is not None:
+            changes["writer_max_batch"] = max_batch
+        if env.get("OPENSPINE_LOG_LEVEL"):
+            changes["log_level"] = env["OPENSPINE_LOG_LEVEL"]
         if env.get("OPENSPINE_SQLITE_WRITER_SOCKET"):
             changes["sqlite_writer_socket"] = Path(env["OPENSPINE_SQLITE_WRITER_SOCKET"])
         if env.get("OPENSPINE_METRICS_DIR"):
@@ -209,3 +215,25 @@ class Settings:
         if env.get("OPENSPINE_MESH_SANDBOX"):
             changes["mesh_sandbox"] = env["OPENSPINE_MESH_SANDBOX"].lower() == "true"
         return replace(self, **changes) if changes else self
+
+
+def _integer(env: Mapping[str, str], name: str) -> int | None:
+    value = env.get(name)
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer") from None
+
+
+def _synchronous(env: Mapping[str, str]) -> str | None:
+    """SQLite's ``PRAGMA synchronous`` mode, checked: it is written into the pragma."""
+    value = env.get("OPENSPINE_SQLITE_SYNCHRONOUS")
+    if value is None:
+        return None
+    if value.upper() not in SQLITE_SYNCHRONOUS_MODES:
+        raise SettingsError(
+            f"OPENSPINE_SQLITE_SYNCHRONOUS must be one of {', '.join(SQLITE_SYNCHRONOUS_MODES)}"
+        )
+    return value.upper()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -47,4 +48,19 @@ def test_serving_a_store_too_old_to_run_on_says_to_migrate(tmp_path: Path) -> No
     )
     assert result.returncode == 1
     assert f"needs at least {OLDEST_SERVED}: run `openspine migrate`" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_serving_with_a_bad_sync_mode_names_the_variable(tmp_path: Path) -> None:
+    create_keys_and_settings(tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "openspine.cli", "serve", "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "OPENSPINE_SQLITE_SYNCHRONOUS": "sometimes"},
+    )
+    assert result.returncode == 1
+    assert "OPENSPINE_SQLITE_SYNCHRONOUS must be one of" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout

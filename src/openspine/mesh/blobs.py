@@ -26,6 +26,7 @@ import os
 import time
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import suppress
 from pathlib import Path
 from typing import BinaryIO, Final
 
@@ -214,13 +215,40 @@ class BlobStore:
         return self.path(digest).is_file()
 
     def delete_if_stale(self, digest: str) -> bool:
-        path = self.path(digest)
+        """Delete the blob if it is older than the grace period; whether it was deleted.
+
+        The caller has found no record naming it, but an upload of the same bytes may be
+        sharing it at this moment: ``_share`` makes the file fresh, then the upload commits a
+        record that names it. A ``stat`` and then an ``unlink`` would leave a window between
+        them in which the upload refreshes the file and relies on it, and the file goes.
+        So the file first leaves its address (a rename in one step), and only then is its age
+        looked at again, on the file itself:
+
+        - still old: no upload refreshed it before the rename, and any later upload finds the
+          address empty (or its ``utime`` fails) and writes the bytes anew. It is deleted.
+        - fresh: an upload refreshed it between the first look and the rename, and relies on
+          it. It is put back whole, over anything another upload has begun to write there
+          meanwhile (the same bytes, perhaps not all of them yet).
+        """
+        path = self._file(digest)
+        condemned = os.fspath(self._tmp / f"condemned-{uuid.uuid4().hex}")
         try:
-            if time.time() - path.stat().st_mtime < PURGE_GRACE_SECONDS:
+            if time.time() - os.stat(path).st_mtime < PURGE_GRACE_SECONDS:
                 return False
-            path.unlink()
+            os.rename(path, condemned)
         except FileNotFoundError:
             return False
+        try:
+            fresh = time.time() - os.stat(condemned).st_mtime < PURGE_GRACE_SECONDS
+        except FileNotFoundError:  # another sweep cleared it from blobs/tmp: it was old
+            return True
+        if fresh:
+            os.replace(condemned, path)
+            if not self._sync_by_commit:
+                fsync_directory(Path(path).parent)
+            return False
+        with suppress(FileNotFoundError):
+            os.unlink(condemned)
         return True
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
 from bisect import bisect_left
 from collections.abc import Iterator
 from enum import StrEnum
@@ -101,7 +102,9 @@ class Metrics:
         self._counts: dict[tuple[str, str, int], int] = {}
         self._latency: dict[str, _RouteLatency] = {}
         self._share_dir = share_dir
-        self._name = name or str(os.getpid())
+        # Not the pid alone: a worker started later in the run may be given a gone worker's
+        # pid, and would then overwrite (and stop counting) that worker's last numbers.
+        self._name = name or f"{os.getpid()}-{secrets.token_hex(8)}"
         self.registry.register(self)
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:

@@ -136,3 +136,76 @@ async def test_only_small_bodies_synced_by_the_commit_skip_the_worker_thread(
     digest, _ = await store.put(pieces(b"x" * size), blobs.SMALL)
     assert (len(hops) > 0) is threaded
     assert store.path(digest).read_bytes() == b"x" * size
+
+
+def _old_blob(store: BlobStore, body: bytes) -> str:
+    digest = hashlib.sha256(body).hexdigest()
+    store.path(digest).parent.mkdir(parents=True, exist_ok=True)
+    store.path(digest).write_bytes(body)
+    os.utime(store.path(digest), (1, 1))
+    return digest
+
+
+def test_an_old_unshared_blob_is_deleted_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    store = BlobStore(tmp_path)
+    digest = _old_blob(store, b"old and unnamed")
+    assert store.delete_if_stale(digest)
+    assert not store.path(digest).exists()
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_an_upload_sharing_the_blob_while_it_is_deleted_keeps_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The upload refreshes the file after the purge's first look and before it moves."""
+    store = BlobStore(tmp_path)
+    body = b"shared at the last moment"
+    digest = _old_blob(store, body)
+    rename = os.rename
+
+    def upload_first(source: str, target: str) -> None:
+        store._put_small(body, digest)  # finds the file, checks it, makes it fresh
+        rename(source, target)
+
+    monkeypatch.setattr(blobs.os, "rename", upload_first)
+    assert not store.delete_if_stale(digest)
+    assert store.path(digest).read_bytes() == body
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_a_kept_blob_goes_back_whole_over_a_new_upload_still_being_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = BlobStore(tmp_path)
+    body = b"whole body of the shared blob"
+    digest = _old_blob(store, body)
+    rename = os.rename
+
+    def shared_then_rewritten(source: str, target: str) -> None:
+        os.utime(source)  # an upload shared it just before the move
+        rename(source, target)
+        store.path(digest).write_bytes(body[:5])  # another upload has begun writing anew
+
+    monkeypatch.setattr(blobs.os, "rename", shared_then_rewritten)
+    assert not store.delete_if_stale(digest)
+    assert store.path(digest).read_bytes() == body
+
+
+async def test_an_upload_after_the_blob_left_its_address_writes_it_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = BlobStore(tmp_path)
+    body = b"deleted, then sent again"
+    digest = _old_blob(store, body)
+    rename = os.rename
+    uploaded: list[str] = []
+
+    def moved_then_uploaded(source: str, target: str) -> None:
+        rename(source, target)
+        store._put_small(body, digest)
+        uploaded.append(digest)
+
+    monkeypatch.setattr(blobs.os, "rename", moved_then_uploaded)
+    assert store.delete_if_stale(digest)
+    assert uploaded == [digest]
+    assert await read_all(store, digest) == body

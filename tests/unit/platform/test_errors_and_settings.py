@@ -82,3 +82,49 @@ def test_serve_sets_the_writer_socket_and_metrics_directory_for_its_workers(
     overridden = Settings.from_env(required).with_env_overrides(served)
     assert overridden.metrics_dir == tmp_path / "m"
     assert overridden.sqlite_writer_socket == tmp_path / "w.sock"
+
+
+def test_an_operators_tuning_applies_to_a_data_dir_store_too() -> None:
+    """`serve --data-dir` reads the store's openspine.json; the operator's variables still win."""
+    required = {
+        "OPENSPINE_STORE": "sqlite:///x.db",
+        "OPENSPINE_TOKEN_SIGNING_KEY_FILE": "k.pem",
+        "OPENSPINE_IDP_JWKS_FILE": "j.json",
+    }
+    base = Settings.from_env(required)
+    assert (base.sqlite_synchronous, base.writer_max_batch) == ("FULL", 512)
+    tuned = base.with_env_overrides(
+        {
+            "OPENSPINE_SQLITE_SYNCHRONOUS": "normal",
+            "OPENSPINE_WRITER_MAX_BATCH": "64",
+            "OPENSPINE_LOG_LEVEL": "WARNING",
+        }
+    )
+    assert (tuned.sqlite_synchronous, tuned.writer_max_batch, tuned.log_level) == (
+        "NORMAL",
+        64,
+        "WARNING",
+    )
+    assert base.with_env_overrides({}) is base
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("OPENSPINE_SQLITE_SYNCHRONOUS", "FULL; DROP TABLE resources"),
+        ("OPENSPINE_SQLITE_SYNCHRONOUS", "sometimes"),
+        ("OPENSPINE_WRITER_MAX_BATCH", "many"),
+    ],
+)
+def test_a_bad_tuning_value_stops_start_up_with_its_name(name: str, value: str) -> None:
+    required = {
+        "OPENSPINE_STORE": "sqlite:///x.db",
+        "OPENSPINE_TOKEN_SIGNING_KEY_FILE": "k.pem",
+        "OPENSPINE_IDP_JWKS_FILE": "j.json",
+    }
+    for build in (
+        lambda: Settings.from_env({**required, name: value}),
+        lambda: Settings.from_env(required).with_env_overrides({name: value}),
+    ):
+        with pytest.raises(SettingsError, match=name):
+            build()

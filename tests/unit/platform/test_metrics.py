@@ -104,3 +104,16 @@ def test_publishing_replaces_the_file_whole(tmp_path: Path) -> None:
     metrics.publish()
     metrics.publish()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["101.json"]
+
+
+def test_a_worker_given_a_gone_workers_pid_does_not_take_over_its_file(tmp_path: Path) -> None:
+    """Two workers of one process id (the OS reused it) each keep their own file."""
+    gone = Metrics(tmp_path)
+    gone.observe(ROUTE, "GET", 200, 0.002)
+    gone.publish()
+    later = Metrics(tmp_path)
+    later.observe(ROUTE, "GET", 200, 0.002)
+    later.publish()
+    assert len(list(tmp_path.glob("*.json"))) == 2
+    key = ("method", "GET"), ("route", ROUTE), ("status", "200")
+    assert samples(later)[("openspine_http_requests_total", key)] == 2
