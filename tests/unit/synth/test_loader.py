@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 from typing import Any
 
@@ -62,3 +63,29 @@ async def test_workers_load_what_this_process_would(
     finally:
         await parallel.close()
         await inline.close()
+
+
+async def test_the_cyclic_collector_is_off_while_loading_and_back_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[bool] = []
+    write_block = loader._write_block
+
+    async def watched(*args: Any) -> int:
+        seen.append(gc.isenabled())
+        return await write_block(*args)
+
+    monkeypatch.setattr(loader, "_write_block", watched)
+    assert gc.isenabled()
+    store = await _load(tmp_path / "store.db", Population(3, BLOCK + 5), workers=1)
+    await store.close()
+    assert seen == [False, False]
+    assert gc.isenabled()
+
+
+def test_a_worker_that_makes_blocks_runs_without_the_cyclic_collector() -> None:
+    try:
+        loader._start_worker(Population(3, 10))
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
