@@ -231,10 +231,10 @@ class BlobStore:
           meanwhile (the same bytes, perhaps not all of them yet).
         """
         path = self._file(digest)
-        condemned = os.fspath(self._tmp / f"condemned-{uuid.uuid4().hex}")
         try:
             if time.time() - os.stat(path).st_mtime < PURGE_GRACE_SECONDS:
                 return False
+            condemned = os.fspath(self._tmp / f"condemned-{uuid.uuid4().hex}")
             os.rename(path, condemned)
         except FileNotFoundError:
             return False
