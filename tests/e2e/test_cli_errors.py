@@ -17,18 +17,24 @@ from openspine.synth.demo import create_keys_and_settings
 pytestmark = pytest.mark.e2e
 
 
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``openspine ARGS`` in its own process, as an operator runs it (a failure must end it)."""
+    return subprocess.run(
+        [sys.executable, "-m", "openspine.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env,
+    )
+
+
 def test_an_unreachable_store_is_one_clear_line(tmp_path: Path) -> None:
     create_keys_and_settings(tmp_path)
     settings = json.loads((tmp_path / SETTINGS_FILE).read_text())
     settings["store_url"] = "postgresql://postgres:secret@127.0.0.1:1/nowhere"
     (tmp_path / SETTINGS_FILE).write_text(json.dumps(settings))
-    result = subprocess.run(
-        [sys.executable, "-m", "openspine.cli", "audit", "verify", "--data-dir", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = _cli("audit", "verify", "--data-dir", str(tmp_path))
     assert result.returncode == 1
     assert "the store is unavailable" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
@@ -39,13 +45,7 @@ def test_serving_a_store_too_old_to_run_on_says_to_migrate(tmp_path: Path) -> No
     create_keys_and_settings(tmp_path)  # the store at the latest migration
     store = tmp_path / "openspine.db"
     downgrade(f"sqlite:///{store}", "0002")  # older than this version can run on
-    result = subprocess.run(
-        [sys.executable, "-m", "openspine.cli", "serve", "--data-dir", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = _cli("serve", "--data-dir", str(tmp_path))
     assert result.returncode == 1
     assert f"needs at least {OLDEST_SERVED}: run `openspine migrate`" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
@@ -53,12 +53,10 @@ def test_serving_a_store_too_old_to_run_on_says_to_migrate(tmp_path: Path) -> No
 
 def test_serving_with_a_bad_sync_mode_names_the_variable(tmp_path: Path) -> None:
     create_keys_and_settings(tmp_path)
-    result = subprocess.run(
-        [sys.executable, "-m", "openspine.cli", "serve", "--data-dir", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    result = _cli(
+        "serve",
+        "--data-dir",
+        str(tmp_path),
         env={**os.environ, "OPENSPINE_SQLITE_SYNCHRONOUS": "sometimes"},
     )
     assert result.returncode == 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -146,6 +146,22 @@ def _old_blob(store: BlobStore, body: bytes) -> str:
     return digest
 
 
+def _during_rename(
+    monkeypatch: pytest.MonkeyPatch,
+    before: Callable[[str], object] = lambda source: None,
+    after: Callable[[], object] = lambda: None,
+) -> None:
+    """Let an upload act just before and just after the deletion moves the file away."""
+    rename = os.rename
+
+    def interleaved(source: str, target: str) -> None:
+        before(source)
+        rename(source, target)
+        after()
+
+    monkeypatch.setattr(blobs.os, "rename", interleaved)
+
+
 def test_an_old_unshared_blob_is_deleted_and_leaves_nothing_behind(tmp_path: Path) -> None:
     store = BlobStore(tmp_path)
     digest = _old_blob(store, b"old and unnamed")
@@ -161,13 +177,8 @@ def test_an_upload_sharing_the_blob_while_it_is_deleted_keeps_it(
     store = BlobStore(tmp_path)
     body = b"shared at the last moment"
     digest = _old_blob(store, body)
-    rename = os.rename
-
-    def upload_first(source: str, target: str) -> None:
-        store._put_small(body, digest)  # finds the file, checks it, makes it fresh
-        rename(source, target)
-
-    monkeypatch.setattr(blobs.os, "rename", upload_first)
+    # The upload finds the file, checks it and makes it fresh.
+    _during_rename(monkeypatch, before=lambda source: store._put_small(body, digest))
     assert not store.delete_if_stale(digest)
     assert store.path(digest).read_bytes() == body
     assert list((tmp_path / "tmp").iterdir()) == []
@@ -179,14 +190,11 @@ def test_a_kept_blob_goes_back_whole_over_a_new_upload_still_being_written(
     store = BlobStore(tmp_path)
     body = b"whole body of the shared blob"
     digest = _old_blob(store, body)
-    rename = os.rename
-
-    def shared_then_rewritten(source: str, target: str) -> None:
-        os.utime(source)  # an upload shared it just before the move
-        rename(source, target)
-        store.path(digest).write_bytes(body[:5])  # another upload has begun writing anew
-
-    monkeypatch.setattr(blobs.os, "rename", shared_then_rewritten)
+    _during_rename(
+        monkeypatch,
+        before=os.utime,  # an upload shared it just before the move
+        after=lambda: store.path(digest).write_bytes(body[:5]),  # another began writing anew
+    )
     assert not store.delete_if_stale(digest)
     assert store.path(digest).read_bytes() == body
 
@@ -197,15 +205,13 @@ async def test_an_upload_after_the_blob_left_its_address_writes_it_again(
     store = BlobStore(tmp_path)
     body = b"deleted, then sent again"
     digest = _old_blob(store, body)
-    rename = os.rename
     uploaded: list[str] = []
 
-    def moved_then_uploaded(source: str, target: str) -> None:
-        rename(source, target)
+    def upload() -> None:
         store._put_small(body, digest)
         uploaded.append(digest)
 
-    monkeypatch.setattr(blobs.os, "rename", moved_then_uploaded)
+    _during_rename(monkeypatch, after=upload)
     assert store.delete_if_stale(digest)
     assert uploaded == [digest]
     assert await read_all(store, digest) == body

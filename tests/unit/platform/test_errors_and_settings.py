@@ -16,6 +16,13 @@ from openspine.platform.errors import (
 from openspine.settings import Secret, Settings, SettingsError
 from tests.conftest import pds_stub
 
+#: The variables `Settings.from_env` cannot start without.
+_REQUIRED = {
+    "OPENSPINE_STORE": "sqlite:///x.db",
+    "OPENSPINE_TOKEN_SIGNING_KEY_FILE": "k.pem",
+    "OPENSPINE_IDP_JWKS_FILE": "j.json",
+}
+
 
 @pytest.mark.parametrize(
     "error", [InvalidResourceId, ResourceNotFound, InvalidatedResource, ResourceVersionMismatch]
@@ -66,32 +73,22 @@ def test_outcome_with_diagnostics_matches_the_nhs_stub(error: type[SpineError]) 
 def test_serve_sets_the_writer_socket_and_metrics_directory_for_its_workers(
     tmp_path: Path,
 ) -> None:
-    required = {
-        "OPENSPINE_STORE": "sqlite:///x.db",
-        "OPENSPINE_TOKEN_SIGNING_KEY_FILE": "k.pem",
-        "OPENSPINE_IDP_JWKS_FILE": "j.json",
-    }
-    assert Settings.from_env(required).metrics_dir is None
+    assert Settings.from_env(_REQUIRED).metrics_dir is None
     served = {
-        **required,
+        **_REQUIRED,
         "OPENSPINE_METRICS_DIR": str(tmp_path / "m"),
         "OPENSPINE_SQLITE_WRITER_SOCKET": str(tmp_path / "w.sock"),
     }
     from_env = Settings.from_env(served)
     assert from_env.metrics_dir == tmp_path / "m"
-    overridden = Settings.from_env(required).with_env_overrides(served)
+    overridden = Settings.from_env(_REQUIRED).with_env_overrides(served)
     assert overridden.metrics_dir == tmp_path / "m"
     assert overridden.sqlite_writer_socket == tmp_path / "w.sock"
 
 
 def test_an_operators_tuning_applies_to_a_data_dir_store_too() -> None:
     """`serve --data-dir` reads the store's openspine.json; the operator's variables still win."""
-    required = {
-        "OPENSPINE_STORE": "sqlite:///x.db",
-        "OPENSPINE_TOKEN_SIGNING_KEY_FILE": "k.pem",
-        "OPENSPINE_IDP_JWKS_FILE": "j.json",
-    }
-    base = Settings.from_env(required)
+    base = Settings.from_env(_REQUIRED)
     assert (base.sqlite_synchronous, base.writer_max_batch) == ("FULL", 512)
     tuned = base.with_env_overrides(
         {
@@ -117,14 +114,9 @@ def test_an_operators_tuning_applies_to_a_data_dir_store_too() -> None:
     ],
 )
 def test_a_bad_tuning_value_stops_start_up_with_its_name(name: str, value: str) -> None:
-    required = {
-        "OPENSPINE_STORE": "sqlite:///x.db",
-        "OPENSPINE_TOKEN_SIGNING_KEY_FILE": "k.pem",
-        "OPENSPINE_IDP_JWKS_FILE": "j.json",
-    }
     for build in (
-        lambda: Settings.from_env({**required, name: value}),
-        lambda: Settings.from_env(required).with_env_overrides({name: value}),
+        lambda: Settings.from_env({**_REQUIRED, name: value}),
+        lambda: Settings.from_env(_REQUIRED).with_env_overrides({name: value}),
     ):
         with pytest.raises(SettingsError, match=name):
             build()
