@@ -167,6 +167,33 @@ async def test_search_keys_are_replaced_with_the_resource_and_scanned_in_byte_or
     assert len(await store.scan_index("Thing", "fd", "JONES", "JONES~", 10)) == 1
 
 
+async def test_an_update_moves_only_the_keys_it_changes(
+    store_and_sql: tuple[Store, Execute],
+) -> None:
+    store, _ = store_and_sql
+
+    async def keys() -> dict[str, list[tuple[str, str]]]:
+        found = {p: await store.scan_index("Thing", p, "", "~", 10) for p in ("all", "in", "rm")}
+        return {p: rows for p, rows in found.items() if rows}
+
+    kept, dropped = ("all", "m1"), ("in", "BOB|2026-11-24|m1")
+    first = PutResource("Thing", "m1", 1, b"{}", None, search_keys=(kept, dropped))
+    other = PutResource("Thing", "m2", 1, b"{}", None, search_keys=(("in", "BOB|2026-11-25|m2"),))
+    await store.write(WriteSet(puts=[first, other]))
+    added = ("rm", "2026-12-24|m1")
+    # The same key twice in an update is one key, as it is in the index.
+    acknowledged = PutResource("Thing", "m1", 2, b"{}", 1, search_keys=(kept, added, added))
+    await store.write(WriteSet(puts=[acknowledged]))
+    assert await keys() == {
+        "all": [("m1", "m1")],
+        "in": [("m2", "BOB|2026-11-25|m2")],
+        "rm": [("m1", "2026-12-24|m1")],
+    }
+    # An update to no keys at all removes every one of them; the other resource's stay.
+    await store.write(WriteSet(puts=[PutResource("Thing", "m1", 3, b"{}", 2, search_keys=())]))
+    assert await keys() == {"in": [("m2", "BOB|2026-11-25|m2")]}
+
+
 async def test_keys_loaded_for_later_are_found_only_after_the_merge(
     store_and_sql: tuple[Store, Execute],
 ) -> None:

@@ -4,13 +4,26 @@ and the parameter rows a resource write binds (the same columns in both stores' 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from openspine.platform.audit.chain import chain_hash
-from openspine.platform.storage.ports import AuditRecord, IdempotencyRecord, PutResource
+from openspine.platform.storage.ports import AuditRecord, IdempotencyRecord, IndexKey, PutResource
 
-__all__ = ["ChainCursor", "idempotency_row", "index_rows", "insert_row", "now", "update_row"]
+__all__ = [
+    "ChainCursor",
+    "IndexRow",
+    "idempotency_row",
+    "index_changes",
+    "index_rows",
+    "insert_row",
+    "now",
+    "update_row",
+]
+
+#: The parameters of ``SQL.INDEX_INSERT`` and ``SQL.INDEX_DELETE_KEY``: type, param, value, id.
+IndexRow = tuple[str, str, str, str]
 
 
 def now() -> str:
@@ -60,9 +73,27 @@ def update_row(put: PutResource, at: str) -> tuple[Any, ...]:
     )
 
 
-def index_rows(put: PutResource) -> list[tuple[str, str, str, str]]:
+def index_rows(put: PutResource) -> list[IndexRow]:
     """The parameters of ``SQL.INDEX_INSERT`` for the resource's search keys."""
     return [(put.resource_type, param, value, put.id) for param, value in put.search_keys or ()]
+
+
+def index_changes(
+    put: PutResource, indexed: Iterable[IndexKey]
+) -> tuple[list[IndexRow], list[IndexRow]]:
+    """The rows to delete (``SQL.INDEX_DELETE_KEY``) and to insert (``SQL.INDEX_INSERT``) so that
+    a resource whose keys are ``indexed`` has those of ``put`` instead.
+
+    A key the update keeps is not touched: each row deleted or inserted costs a change in two
+    B-trees (the index and its secondary index by resource), and most updates keep most keys
+    (a MESH acknowledgement keeps four of six, a PDS address change all but the postcode's).
+    """
+    have = set(indexed)
+    want = set(put.search_keys or ())
+    kind, rid = put.resource_type, put.id
+    gone = [(kind, param, value, rid) for param, value in sorted(have - want)]
+    new = [(kind, param, value, rid) for param, value in sorted(want - have)]
+    return gone, new
 
 
 @dataclass(slots=True)

@@ -49,7 +49,8 @@ class _Q:
     INSERT = for_postgres(SQL.INSERT)
     UPDATE = for_postgres(SQL.UPDATE)
     HISTORY = for_postgres(SQL.HISTORY)
-    INDEX_DELETE = for_postgres(SQL.INDEX_DELETE)
+    INDEX_KEYS = for_postgres(SQL.INDEX_KEYS)
+    INDEX_DELETE_KEY = for_postgres(SQL.INDEX_DELETE_KEY)
     INDEX_INSERT = for_postgres(SQL.INDEX_INSERT)
     INDEX_SCAN = for_postgres(SQL.INDEX_SCAN)
     AUDIT_HEAD_LOCK = SQL.AUDIT_HEAD + " FOR UPDATE"
@@ -322,17 +323,21 @@ class PostgresStore:
                 await conn.execute(_Q.INSERT, batching.insert_row(put, now))
             except psycopg.errors.UniqueViolation as exc:
                 raise AlreadyExists(f"{put.resource_type}/{put.id}") from exc
-        else:
-            cur = await conn.execute(_Q.GET + " FOR UPDATE", (put.resource_type, put.id))
-            previous = await cur.fetchone()
-            if previous is None or previous[0] != put.expected_version:
-                raise VersionConflict(f"{put.resource_type}/{put.id}")
-            await conn.execute(
-                _Q.HISTORY, (put.resource_type, put.id, previous[0], previous[2], now)
-            )
-            await conn.execute(_Q.UPDATE, batching.update_row(put, now))
-        if put.search_keys is not None:
-            await conn.execute(_Q.INDEX_DELETE, (put.resource_type, put.id))
-            if put.search_keys:
+            if put.search_keys:  # a new resource has no keys yet: nothing to look up or delete
                 async with conn.cursor() as cur:
                     await cur.executemany(_Q.INDEX_INSERT, batching.index_rows(put))
+            return
+        cur = await conn.execute(_Q.GET + " FOR UPDATE", (put.resource_type, put.id))
+        previous = await cur.fetchone()
+        if previous is None or previous[0] != put.expected_version:
+            raise VersionConflict(f"{put.resource_type}/{put.id}")
+        await conn.execute(_Q.HISTORY, (put.resource_type, put.id, previous[0], previous[2], now))
+        await conn.execute(_Q.UPDATE, batching.update_row(put, now))
+        if put.search_keys is not None:
+            indexed = await conn.execute(_Q.INDEX_KEYS, (put.resource_type, put.id))
+            gone, new = batching.index_changes(put, await indexed.fetchall())
+            async with conn.cursor() as cur:
+                if gone:
+                    await cur.executemany(_Q.INDEX_DELETE_KEY, gone)
+                if new:
+                    await cur.executemany(_Q.INDEX_INSERT, new)

@@ -23,7 +23,11 @@ class SQL:
         "INSERT INTO resource_history (resource_type, id, version, body, recorded_at)"
         " VALUES (?, ?, ?, ?, ?)"
     )
-    INDEX_DELETE = "DELETE FROM search_index WHERE resource_type = ? AND id = ?"
+    #: A resource's own keys, from the secondary index alone (it holds the whole primary key).
+    INDEX_KEYS = "SELECT param, value FROM search_index WHERE resource_type = ? AND id = ?"
+    INDEX_DELETE_KEY = (
+        "DELETE FROM search_index WHERE resource_type = ? AND param = ? AND value = ? AND id = ?"
+    )
     INDEX_INSERT = "INSERT INTO search_index (resource_type, param, value, id) VALUES (?, ?, ?, ?)"
     INDEX_PENDING_INSERT = (
         "INSERT INTO search_index_pending (resource_type, param, value, id) VALUES (?, ?, ?, ?)"

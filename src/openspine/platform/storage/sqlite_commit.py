@@ -192,12 +192,16 @@ def _put(conn: sqlite3.Connection, put: PutResource, now: str) -> None:
             conn.execute(SQL.INSERT, batching.insert_row(put, now))
         except sqlite3.IntegrityError as exc:
             raise AlreadyExists(f"{put.resource_type}/{put.id}") from exc
-    else:
-        previous = conn.execute(SQL.GET, (put.resource_type, put.id)).fetchone()
-        if previous is None or previous[0] != put.expected_version:
-            raise VersionConflict(f"{put.resource_type}/{put.id}")
-        conn.execute(SQL.HISTORY, (put.resource_type, put.id, previous[0], previous[2], now))
-        conn.execute(SQL.UPDATE, batching.update_row(put, now))
+        if put.search_keys:  # a new resource has no keys yet: nothing to look up or delete
+            conn.executemany(SQL.INDEX_INSERT, batching.index_rows(put))
+        return
+    previous = conn.execute(SQL.GET, (put.resource_type, put.id)).fetchone()
+    if previous is None or previous[0] != put.expected_version:
+        raise VersionConflict(f"{put.resource_type}/{put.id}")
+    conn.execute(SQL.HISTORY, (put.resource_type, put.id, previous[0], previous[2], now))
+    conn.execute(SQL.UPDATE, batching.update_row(put, now))
     if put.search_keys is not None:
-        conn.execute(SQL.INDEX_DELETE, (put.resource_type, put.id))
-        conn.executemany(SQL.INDEX_INSERT, batching.index_rows(put))
+        indexed = conn.execute(SQL.INDEX_KEYS, (put.resource_type, put.id)).fetchall()
+        gone, new = batching.index_changes(put, indexed)
+        conn.executemany(SQL.INDEX_DELETE_KEY, gone)
+        conn.executemany(SQL.INDEX_INSERT, new)
