@@ -134,7 +134,8 @@ def create_app(settings: Settings) -> SpineApp:
         await platform.store.start()
         # Keys of a bulk load that stopped before its merge (ADR 0014): searchable from now on.
         await platform.store.merge_pending_index()
-        jobs = [asyncio.create_task(eps_jobs(platform.eps, settings.mesh_job_interval_seconds))]
+        interval, lead = settings.mesh_job_interval_seconds, platform.store.lead
+        jobs = [asyncio.create_task(eps_jobs(platform.eps, interval, lead))]
         if metrics.shared:
             jobs.append(asyncio.create_task(publish_metrics(metrics)))
         if platform.mesh is not None:
@@ -146,9 +147,7 @@ def create_app(settings: Settings) -> SpineApp:
                     SANDBOX_WORKFLOWS,
                     "MESH sandbox mailboxes and workflows",
                 )
-            jobs.append(
-                asyncio.create_task(mesh_jobs(platform.mesh, settings.mesh_job_interval_seconds))
-            )
+            jobs.append(asyncio.create_task(mesh_jobs(platform.mesh, interval, lead)))
         log_event(LogEvent.STARTED, version=__version__)
         try:
             yield

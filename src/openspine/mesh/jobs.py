@@ -1,9 +1,11 @@
 """The scheduled MESH work: expire undelivered messages (non-delivery reports), purge old ones,
 and once a day sweep blob files that no message names.
 
-Every process runs the loop; the work is idempotent and each message changes by a conditional
-write, so two processes doing it at once cannot report or purge a message twice. The sweep only
-deletes files no record names, so two processes sweeping at once cost time, not data.
+Every process runs the loop, but only the one that leads the duty ``mesh-jobs`` does the work
+(``Store.lead``: one process of all those sharing the store). The work is idempotent anyway and
+each message changes by a conditional write: should two processes ever run it at once (a lease
+that moved during a run), no message is reported or purged twice, and the sweep deletes only
+files no record names.
 """
 
 from __future__ import annotations
@@ -11,27 +13,34 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Final
 
 from openspine.mesh.service import MeshService
 from openspine.platform.audit.events import AuditContext
 from openspine.platform.storage.ports import StoreError
 
-__all__ = ["mesh_jobs"]
+__all__ = ["DUTY", "mesh_jobs"]
 
 log = logging.getLogger("openspine.mesh.jobs")
 
 
+#: The lease whose holder runs these jobs.
+DUTY: Final = "mesh-jobs"
 #: How often the sweep of unreferenced blobs runs (the first time one interval after start).
 SWEEP_EVERY_SECONDS: Final = 86_400
 
 
-async def mesh_jobs(service: MeshService, interval_seconds: int) -> None:
+async def mesh_jobs(
+    service: MeshService, interval_seconds: int, lead: Callable[[str], Awaitable[bool]]
+) -> None:
     context = AuditContext(None, None)
     swept_at: float | None = None
     while True:
         await asyncio.sleep(interval_seconds)
         try:
+            if not await lead(DUTY):
+                continue
             expired, purged = await service.expire_and_purge(context)
             if swept_at is None or time.monotonic() - swept_at >= SWEEP_EVERY_SECONDS:
                 swept_at = time.monotonic()

@@ -4,10 +4,11 @@ OPENSPINE_TEST_POSTGRES_URL names a server, as CI does)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sqlite3
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -46,64 +47,88 @@ def put(
     return PutResource("Thing", rid, version, body, expected)
 
 
-@pytest.fixture(
-    params=[
-        "sqlite",
-        "sqlite-writer-process",
-        pytest.param("postgres", marks=pytest.mark.postgres),
-    ]
-)
-async def store_and_sql(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> AsyncIterator[tuple[Store, Execute]]:
-    writer: WriterProcess | None = None
-    if request.param.startswith("sqlite"):
+BACKENDS = [
+    "sqlite",
+    "sqlite-writer-process",
+    pytest.param("postgres", marks=pytest.mark.postgres),
+]
+
+
+@contextlib.contextmanager
+def _backend(kind: str, tmp_path: Path) -> Iterator[tuple[str, Execute]]:
+    """A migrated, empty store of ``kind``: its URL and a way to run SQL on it; dropped after."""
+    if kind.startswith("sqlite"):
         path = tmp_path / "contract.db"
-        url = f"sqlite:///{path}"
-        upgrade(url)
+        upgrade(f"sqlite:///{path}")
 
         def execute(statement: str) -> None:
             with sqlite3.connect(path) as conn:
                 conn.executescript(statement)
             conn.close()
 
-        drop: Callable[[], None] = lambda: None  # noqa: E731
-    else:
-        if not PG_URL:
-            pytest.skip("OPENSPINE_TEST_POSTGRES_URL is not set (CI sets it)")
-        import psycopg
+        yield f"sqlite:///{path}", execute
+        return
+    if not PG_URL:
+        pytest.skip("OPENSPINE_TEST_POSTGRES_URL is not set (CI sets it)")
+    import psycopg
 
-        name = f"openspine_contract_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(PG_URL, autocommit=True) as admin:
-            admin.execute(f'CREATE DATABASE "{name}"')
-        url = PG_URL.rsplit("/", 1)[0] + f"/{name}"
-        upgrade(url)
+    name = f"openspine_contract_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = PG_URL.rsplit("/", 1)[0] + f"/{name}"
+    upgrade(url)
 
-        def execute(statement: str) -> None:
-            with psycopg.connect(url, autocommit=True) as conn:
-                conn.execute(statement)  # type: ignore[arg-type]
+    def execute_pg(statement: str) -> None:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(statement)  # type: ignore[arg-type]
 
-        def drop() -> None:
-            with psycopg.connect(PG_URL, autocommit=True) as admin:
-                admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-
-    if request.param == "sqlite-writer-process":
-        # Write sets go to the writer process `openspine serve` runs (ADR 0015).
-        writer = start_writer_process(path, synchronous="FULL", max_batch=64)
-    store = open_store(
-        url, max_batch=64, sqlite_writer_socket=writer.socket_path if writer else None
-    )
-    await store.start()
     try:
-        yield store, execute
-        if writer is not None:
-            assert isinstance(store, SqliteStore)
-            assert store.writes_through_writer_process  # never fell back to its own thread
+        yield url, execute_pg
     finally:
-        await store.close()
-        if writer is not None:
-            writer.stop()
-        drop()
+        with psycopg.connect(PG_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=BACKENDS)
+async def store_and_sql(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[tuple[Store, Execute]]:
+    with _backend(request.param, tmp_path) as (url, execute):
+        writer: WriterProcess | None = None
+        if request.param == "sqlite-writer-process":
+            # Write sets go to the writer process `openspine serve` runs (ADR 0015).
+            writer = start_writer_process(
+                tmp_path / "contract.db", synchronous="FULL", max_batch=64
+            )
+        store = open_store(
+            url, max_batch=64, sqlite_writer_socket=writer.socket_path if writer else None
+        )
+        await store.start()
+        try:
+            yield store, execute
+            if writer is not None:
+                assert isinstance(store, SqliteStore)
+                assert store.writes_through_writer_process  # never fell back to its own thread
+        finally:
+            await store.close()
+            if writer is not None:
+                writer.stop()
+
+
+@pytest.fixture(params=[BACKENDS[0], BACKENDS[2]])
+async def two_stores(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[tuple[Store, Store]]:
+    """Two processes' stores on one backend (two store objects: each holds its own leases)."""
+    with _backend(request.param, tmp_path) as (url, _):
+        first, second = open_store(url, max_batch=64), open_store(url, max_batch=64)
+        await first.start()
+        await second.start()
+        try:
+            yield first, second
+        finally:
+            await second.close()
+            await first.close()
 
 
 async def test_create_read_and_conditional_update(store_and_sql: tuple[Store, Execute]) -> None:
@@ -362,3 +387,18 @@ async def test_tampering_is_detected(
     result = await verify_chain(store)
     assert not result.ok
     assert result.first_bad_seq == bad_seq
+
+
+async def test_one_store_of_many_leads_a_duty_until_it_closes(
+    two_stores: tuple[Store, Store],
+) -> None:
+    first, second = two_stores
+    assert await first.lead("mesh-jobs")
+    assert await first.lead("mesh-jobs")  # held: still the leader
+    assert not await second.lead("mesh-jobs")
+    assert await second.lead("eps-jobs")  # each duty has its own lease
+    assert not await first.lead("eps-jobs")
+    await first.close()  # as a process that stops or dies: its leases are freed
+    assert await second.lead("mesh-jobs")
+    with pytest.raises(ValueError, match="not a duty name"):
+        await second.lead("../escape")

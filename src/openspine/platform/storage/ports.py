@@ -224,6 +224,15 @@ class Store(Protocol):
 
     async def get_idempotency(self, caller: str, request_id: str) -> IdempotencyRecord | None: ...
 
+    async def lead(self, duty: str) -> bool:
+        """Whether this process leads ``duty``, a scheduled job that one process of all those
+        sharing the store runs: it holds the duty's lease, or has just taken it.
+
+        The lease stays with the process until it closes the store or dies; the operating
+        system (SQLite) or the database (PostgreSQL) then frees it, and the next process to
+        ask takes it. Raise :class:`StoreUnavailable` if the store cannot say.
+        """
+
     def audit_rows(self, batch_size: int = 5000) -> AsyncIterator[AuditRow]:
         """Every audit row in sequence order."""
 

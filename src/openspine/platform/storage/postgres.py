@@ -36,6 +36,7 @@ from openspine.platform.storage.ports import (
     WriteResult,
     WriteSet,
 )
+from openspine.platform.storage.postgres_leases import AdvisoryLeases
 from openspine.platform.storage.sql import SQL, for_postgres
 
 __all__ = ["PostgresStore"]
@@ -95,6 +96,7 @@ class PostgresStore:
             # hanging while PostgreSQL is away); the pool reconnects in the background.
             timeout=_CONNECT_TIMEOUT_S,
         )
+        self._leases = AdvisoryLeases(url)
         self._max_batch = max_batch
         self._queue: asyncio.Queue[tuple[Any, asyncio.Future[Any]]] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
@@ -110,6 +112,7 @@ class PostgresStore:
         self._writer = asyncio.create_task(self._writer_main(), name="openspine-pg-writer")
 
     async def close(self) -> None:
+        await self._leases.release_all()
         if self._writer is not None:
             self._writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -164,6 +167,9 @@ class PostgresStore:
         if row is None:
             return None
         return IdempotencyRecord(caller, request_id, row[0], row[1], bytes(row[2]), bytes(row[3]))
+
+    async def lead(self, duty: str) -> bool:
+        return await self._leases.lead(duty)
 
     async def audit_rows(self, batch_size: int = 5000) -> AsyncIterator[AuditRow]:
         after = 0

@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 from openspine.platform.storage import batching
 from openspine.platform.storage.batching import ChainCursor
+from openspine.platform.storage.leases import FileLeases
 from openspine.platform.storage.ports import (
     AuditRecord,
     AuditRow,
@@ -79,6 +80,7 @@ class SqliteStore:
         self._local = threading.local()
         self._writer: threading.Thread | None = None
         self._link = WriterLink(writer_socket) if writer_socket is not None else None
+        self._leases = FileLeases(path)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -95,6 +97,7 @@ class SqliteStore:
             raise StoreUnavailable("the writer could not open the store") from failure
 
     async def close(self) -> None:
+        self._leases.release_all()
         if self._link is not None:
             self._link.close()
         if self._writer is not None:
@@ -105,6 +108,9 @@ class SqliteStore:
         if conn is not None:
             conn.close()
             self._local.conn = None
+
+    async def lead(self, duty: str) -> bool:
+        return self._leases.lead(duty)
 
     def _reader(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)

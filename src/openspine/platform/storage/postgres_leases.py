@@ -1,0 +1,54 @@
+"""PostgreSQL leases for scheduled duties (see :mod:`.leases`): session advisory locks."""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import psycopg
+
+from openspine.platform.storage.leases import duty_name
+from openspine.platform.storage.ports import StoreUnavailable
+
+__all__ = ["AdvisoryLeases"]
+
+_TRY_LOCK: Final = "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))"
+
+
+class AdvisoryLeases:
+    """Leases held as PostgreSQL session advisory locks, one connection per duty held."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._held: dict[str, psycopg.AsyncConnection[Any]] = {}
+
+    async def lead(self, duty: str) -> bool:
+        key = f"openspine:{duty_name(duty)}"
+        held = self._held.get(duty)
+        if held is not None:
+            try:
+                await held.execute("SELECT 1")  # the session, and so the lock, is still there
+                return True
+            except psycopg.Error:
+                del self._held[duty]
+                await held.close()
+        try:
+            conn = await psycopg.AsyncConnection.connect(
+                self._url, autocommit=True, connect_timeout=3
+            )
+        except psycopg.Error as exc:
+            raise StoreUnavailable("cannot connect to PostgreSQL") from exc
+        try:
+            row = await (await conn.execute(_TRY_LOCK, (key,))).fetchone()
+        except psycopg.Error as exc:
+            await conn.close()
+            raise StoreUnavailable("cannot take the lease") from exc
+        if row is not None and row[0]:
+            self._held[duty] = conn
+            return True
+        await conn.close()
+        return False
+
+    async def release_all(self) -> None:
+        held, self._held = self._held, {}
+        for conn in held.values():
+            await conn.close()  # the session ends, and its advisory locks with it
