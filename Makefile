@@ -31,7 +31,7 @@ lint: install ## ruff
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 
-typecheck: install ## mypy --strict on the package
+typecheck: install ## mypy --strict on the package, its tests and the benchmark harness
 	$(BIN)/mypy
 
 test: install lint typecheck ## Lint, type-check and run every test (PostgreSQL contract tests need OPENSPINE_TEST_POSTGRES_URL)

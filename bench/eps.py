@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -378,12 +379,13 @@ async def run(flow: Flow, count: int, concurrency: int) -> dict[str, Any]:
                     claim_body(prescription_id, pharmacy),
                 )
 
-        for name, jobs in (
+        phases: tuple[tuple[str, Callable[[], list[Coroutine[Any, Any, Any]]]], ...] = (
             ("created", lambda: [create() for _ in range(count)]),
             ("released", lambda: [release(p) for p, _ in ids]),
             ("dispensed", lambda: [dispense(p, i) for p, i in ids]),
             ("claimed", lambda: [claim(p) for p, _ in ids]),
-        ):
+        )
+        for name, jobs in phases:
             started = time.monotonic()
             await asyncio.gather(*jobs())
             timings[name] = round(count / (time.monotonic() - started), 1)
@@ -421,7 +423,7 @@ def main() -> None:
         flow = Flow(work / "store", f"http://127.0.0.1:{port}")
         rates = asyncio.run(run(flow, args.prescriptions, args.concurrency))
     finally:
-        stop(server)  # type: ignore[arg-type]
+        stop(server)
     report = {
         "prescriptions": args.prescriptions,
         "concurrency": args.concurrency,

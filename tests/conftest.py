@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -132,7 +132,7 @@ def clients(demo_dir: Path, credentials: dict[str, Any]) -> Clients:
 
 
 @pytest.fixture
-def request_headers() -> Iterator[dict[str, str]]:
+def request_headers() -> dict[str, str]:
     import uuid
 
     return {"X-Request-ID": str(uuid.uuid4())}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
@@ -15,9 +16,9 @@ def headers(token: str, **extra: str) -> dict[str, str]:
 
 
 async def search(
-    http: httpx.AsyncClient, token: str, params: list[tuple[str, str]]
+    http: httpx.AsyncClient, token: str, params: Sequence[tuple[str, str]]
 ) -> httpx.Response:
-    return await http.get(f"{PATIENT_BASE}/Patient", params=params, headers=headers(token))
+    return await http.get(f"{PATIENT_BASE}/Patient", params=tuple(params), headers=headers(token))
 
 
 async def patch(

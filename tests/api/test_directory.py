@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from typing import Any
 
 import httpx
 import pytest
@@ -23,13 +25,13 @@ SCR = "urn:nhs:names:services:psis:REPC_IN150016UK05"
 
 
 async def get(
-    http: httpx.AsyncClient, clients: Clients, path: str, params: list[tuple[str, str]]
+    http: httpx.AsyncClient, clients: Clients, path: str, params: Sequence[tuple[str, str]]
 ) -> httpx.Response:
     token = await app_token(http, clients)
-    return await http.get(f"{BASE}/{path}", params=params, headers=headers(token))
+    return await http.get(f"{BASE}/{path}", params=tuple(params), headers=headers(token))
 
 
-def entries(response: httpx.Response) -> list[dict[str, object]]:
+def entries(response: httpx.Response) -> list[dict[str, Any]]:
     assert response.status_code == 200, response.text
     body = response.json()
     Bundle.model_validate(body)
@@ -95,11 +97,11 @@ async def test_endpoint_combinations(client: httpx.AsyncClient, clients: Clients
         reference_file("sds/specification/components/examples/Endpoint.json").read_text()
     )
     assert set(spine[0]) == set(example)
-    reliability = spine[0]["extension"][0]["extension"]  # type: ignore[index]
+    reliability = spine[0]["extension"][0]["extension"]
     assert [e["url"] for e in reliability] == [
         e["url"] for e in example["extension"][0]["extension"]
     ]
-    assert spine[0]["address"].endswith("/reliablemessaging/reliablerequest")  # type: ignore[union-attr]
+    assert spine[0]["address"].endswith("/reliablemessaging/reliablerequest")
     by_party = await get(
         client,
         clients,

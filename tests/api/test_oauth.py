@@ -86,7 +86,9 @@ async def test_replayed_assertion_is_refused(client: httpx.AsyncClient, clients:
 async def test_bad_assertion_claims(
     client: httpx.AsyncClient, clients: Clients, overrides: dict[str, object], message: str
 ) -> None:
-    assert message in await denied(client, app_token_form(signed(clients, claims(**overrides))))
+    assert message in await denied(
+        client, app_token_form(signed(clients, claims(BACKEND, **overrides)))
+    )
 
 
 async def test_unknown_kid(client: httpx.AsyncClient, clients: Clients) -> None:

@@ -85,7 +85,7 @@ async def test_patch_updates_and_versions(
     patient = await fresh(client, token)
     nhs = patient["id"]
     name_id = patient["name"][0]["id"]
-    patches = [
+    patches: list[dict[str, Any]] = [
         {"op": "replace", "path": "/gender", "value": "male"},
         {"op": "add", "path": "/deceasedDateTime", "value": "2024-01-01T00:00:00+00:00"},
         {

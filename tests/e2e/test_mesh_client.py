@@ -96,8 +96,8 @@ def test_accepted_messages_survive_sigkill(server: Server) -> None:
     first = alice.send_chunk("BOB", b"part1", 1, 2, workflow_id="RESTRICTED_WORKFLOW")
     assert first.status_code == 202
     partial = first.json()["message_id"]
-    alice.close()
-    bob.close()
+    alice.close()  # type: ignore[no-untyped-call]
+    bob.close()  # type: ignore[no-untyped-call]
     server.kill()
     server.start(first=False)
     alice, bob = client(server, "ALICE"), client(server, "BOB")
@@ -108,8 +108,8 @@ def test_accepted_messages_survive_sigkill(server: Server) -> None:
         assert second.status_code == 202
         assert bob.retrieve_message(partial).read() == b"part1part2"
     finally:
-        alice.close()
-        bob.close()
+        alice.close()  # type: ignore[no-untyped-call]
+        bob.close()  # type: ignore[no-untyped-call]
     verify = subprocess.run(
         [
             sys.executable,

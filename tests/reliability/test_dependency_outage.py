@@ -154,7 +154,7 @@ def outage(request: pytest.FixtureRequest, database: str) -> Iterator[Outage]:
             start()  # whatever happened, the server is left running for the tests after
         return
     conninfo = psycopg.conninfo.conninfo_to_dict(PG_URL)
-    proxy = Proxy((str(conninfo.get("host", "127.0.0.1")), int(conninfo.get("port", 5432))))
+    proxy = Proxy((str(conninfo.get("host", "127.0.0.1")), int(str(conninfo.get("port", 5432)))))
     proxy.start()
     auth = PG_URL.split("//", 1)[1].rsplit("@", 1)[0]
     try:

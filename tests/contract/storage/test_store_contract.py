@@ -80,7 +80,7 @@ def _backend(kind: str, tmp_path: Path) -> Iterator[tuple[str, Execute]]:
 
     def execute_pg(statement: str) -> None:
         with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(statement)  # type: ignore[arg-type]
+            conn.execute(statement)
 
     try:
         yield url, execute_pg

@@ -99,7 +99,7 @@ def _codings(node: object, system: str) -> list[dict[str, str]]:
     found: list[dict[str, str]] = []
     if isinstance(node, dict):
         if node.get("system") == system and "code" in node and "display" in node:
-            found.append(node)  # type: ignore[arg-type]
+            found.append(node)
         for value in node.values():
             found.extend(_codings(value, system))
     elif isinstance(node, list):

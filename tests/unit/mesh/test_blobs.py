@@ -7,6 +7,7 @@ import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import anyio
 import pytest
 
 from openspine.mesh import blobs
@@ -46,7 +47,12 @@ async def test_without_the_commit_syncing_each_file_is_fsynced(
 ) -> None:
     synced: list[int] = []
     real_fsync = os.fsync
-    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+
+    def counting_fsync(fd: int) -> None:
+        synced.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", counting_fsync)
     store = BlobStore(tmp_path, sync_by_commit=False)
     await store.put(pieces(b"durable by itself"), 1000)
     assert len(synced) == 2  # the file, then its directory
@@ -105,7 +111,12 @@ async def test_a_new_small_body_is_written_in_place_without_a_rename(
 ) -> None:
     renamed: list[object] = []
     real_replace = os.replace
-    monkeypatch.setattr(os, "replace", lambda a, b: (renamed.append(b), real_replace(a, b))[1])
+
+    def recording_replace(source: Path, target: Path) -> None:
+        renamed.append(target)
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "replace", recording_replace)
     store = BlobStore(tmp_path)
     digest, _ = await store.put(pieces(b"first of its directory"), 1000)
     await store.put(pieces(b"another"), 1000)
@@ -125,13 +136,13 @@ async def test_only_small_bodies_synced_by_the_commit_skip_the_worker_thread(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: int, sync_by_commit: bool, threaded: bool
 ) -> None:
     hops: list[object] = []
-    real = blobs.anyio.to_thread.run_sync
+    real = anyio.to_thread.run_sync
 
-    async def counting(func: object, *args: object) -> object:
+    async def counting(func: Callable[..., object], *args: object) -> object:
         hops.append(func)
-        return await real(func, *args)  # type: ignore[arg-type]
+        return await real(func, *args)
 
-    monkeypatch.setattr(blobs.anyio.to_thread, "run_sync", counting)
+    monkeypatch.setattr(anyio.to_thread, "run_sync", counting)
     store = BlobStore(tmp_path, sync_by_commit=sync_by_commit)
     digest, _ = await store.put(pieces(b"x" * size), blobs.SMALL)
     assert (len(hops) > 0) is threaded
@@ -159,7 +170,7 @@ def _during_rename(
         rename(source, target)
         after()
 
-    monkeypatch.setattr(blobs.os, "rename", interleaved)
+    monkeypatch.setattr(os, "rename", interleaved)
 
 
 def test_an_old_unshared_blob_is_deleted_and_leaves_nothing_behind(tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -114,9 +115,10 @@ def test_an_operators_tuning_applies_to_a_data_dir_store_too() -> None:
     ],
 )
 def test_a_bad_tuning_value_stops_start_up_with_its_name(name: str, value: str) -> None:
-    for build in (
+    builds: tuple[Callable[[], Settings], ...] = (
         lambda: Settings.from_env({**_REQUIRED, name: value}),
         lambda: Settings.from_env(_REQUIRED).with_env_overrides({name: value}),
-    ):
+    )
+    for build in builds:
         with pytest.raises(SettingsError, match=name):
             build()
