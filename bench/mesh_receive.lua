@@ -10,7 +10,9 @@ local common = dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "") .. "
 local tokens = {}
 for line in io.lines(os.getenv("BENCH_TOKENS")) do tokens[#tokens + 1] = line end
 local ids = {}
-for line in io.lines(os.getenv("BENCH_IDS")) do ids[#ids + 1] = line end
+for line in io.lines(os.getenv("BENCH_IDS")) do
+  if line ~= "" then ids[#ids + 1] = line end
+end
 local base = os.getenv("BENCH_PATH")
 local i = 0
 -- wrk calls request() once before the run to check it and throws the request away: that first
