@@ -8,7 +8,8 @@ then one ``--big-mib`` message sent in 100 MiB chunks and read back (time, and t
 resident memory from /proc VmHWM). mesh-sandbox runs in its own virtualenv
 (bench/results/mesh-sandbox-venv, created on first use from PyPI) with its file store and full
 authentication, in one process (with more it loses track of messages; see ``main``); OpenSpine
-runs ``--workers`` web workers. Everything stays on loopback. Writes bench/results/mesh.json and prints a table.
+runs ``--workers`` web workers. Everything stays on loopback. Writes bench/results/mesh.json
+and prints a table.
 """
 
 from __future__ import annotations
