@@ -85,8 +85,9 @@ def index_changes(
     a resource whose keys are ``indexed`` has those of ``put`` instead.
 
     A key the update keeps is not touched: each row deleted or inserted costs a change in two
-    B-trees (the index and its secondary index by resource), and most updates keep most keys
-    (a MESH acknowledgement keeps four of six, a PDS address change all but the postcode's).
+    B-trees (the index and its secondary index by resource), and most updates keep most keys.
+    A MESH acknowledgement swaps the message's three inbox keys for one purge key and keeps the
+    rest; a PDS update that leaves names and birth date alone keeps every key.
     """
     have = set(indexed)
     want = set(put.search_keys or ())
