@@ -358,10 +358,14 @@ def main() -> None:
         )
     if len(results) == 2 and "wrk" in results[0] and "wrk" in results[1]:
         ours, theirs = results[0]["wrk"], results[1]["wrk"]
+        receive = (
+            "not measured (a server ran out of messages)"
+            if ours["ran_out_of_messages"] or theirs["ran_out_of_messages"]
+            else f"{ours['receive_ack_per_s'] / max(theirs['receive_ack_per_s'], 0.1):.1f}x"
+        )
         print(
             f"\nwrk ratio: send {ours['send_per_s'] / max(theirs['send_per_s'], 0.1):.1f}x, "
-            f"receive+ack "
-            f"{ours['receive_ack_per_s'] / max(theirs['receive_ack_per_s'], 0.1):.1f}x"
+            f"receive+ack {receive}"
         )
 
 
