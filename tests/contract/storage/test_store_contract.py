@@ -402,3 +402,29 @@ async def test_one_store_of_many_leads_a_duty_until_it_closes(
     assert await second.lead("mesh-jobs")
     with pytest.raises(ValueError, match="not a duty name"):
         await second.lead("../escape")
+
+
+@pytest.mark.postgres
+async def test_a_lease_whose_session_was_ended_is_taken_again(tmp_path: Path) -> None:
+    """PostgreSQL frees a session's advisory locks when it ends (here: terminated by an
+    operator); the leader notices at its next turn and takes the lease again."""
+    with _backend("postgres", tmp_path) as (url, execute):
+        store = open_store(url, max_batch=64)
+        await store.start()
+        try:
+            assert await store.lead("mesh-jobs")
+            execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_locks"
+                " WHERE locktype = 'advisory' AND database ="
+                " (SELECT oid FROM pg_database WHERE datname = current_database())"
+            )
+            await asyncio.sleep(0.2)
+            assert await store.lead("mesh-jobs")
+            other = open_store(url, max_batch=64)
+            await other.start()
+            try:
+                assert not await other.lead("mesh-jobs")  # held again, by the first store
+            finally:
+                await other.close()
+        finally:
+            await store.close()

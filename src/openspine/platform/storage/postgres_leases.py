@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Final
 
 import psycopg
@@ -12,6 +13,8 @@ from openspine.platform.storage.ports import StoreUnavailable
 __all__ = ["AdvisoryLeases"]
 
 _TRY_LOCK: Final = "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))"
+#: How long a question to the database may take (a connection that hangs is as good as lost).
+_TIMEOUT_S: Final = 3
 
 
 class AdvisoryLeases:
@@ -25,21 +28,22 @@ class AdvisoryLeases:
         key = f"openspine:{duty_name(duty)}"
         held = self._held.get(duty)
         if held is not None:
-            try:
-                await held.execute("SELECT 1")  # the session, and so the lock, is still there
+            try:  # the session, and so the lock, is still there
+                await asyncio.wait_for(held.execute("SELECT 1"), _TIMEOUT_S)
                 return True
-            except psycopg.Error:
+            except (psycopg.Error, TimeoutError):
                 del self._held[duty]
                 await held.close()
         try:
             conn = await psycopg.AsyncConnection.connect(
-                self._url, autocommit=True, connect_timeout=3
+                self._url, autocommit=True, connect_timeout=_TIMEOUT_S
             )
         except psycopg.Error as exc:
             raise StoreUnavailable("cannot connect to PostgreSQL") from exc
         try:
-            row = await (await conn.execute(_TRY_LOCK, (key,))).fetchone()
-        except psycopg.Error as exc:
+            cursor = await asyncio.wait_for(conn.execute(_TRY_LOCK, (key,)), _TIMEOUT_S)
+            row = await cursor.fetchone()
+        except (psycopg.Error, TimeoutError) as exc:
             await conn.close()
             raise StoreUnavailable("cannot take the lease") from exc
         if row is not None and row[0]:
