@@ -191,8 +191,8 @@ def wrk_phases(
     write_tokens(tokens, sender, 200_000)
     send = run_wrk(url, "mesh_send.lua", send_env, args)
     # Every message in the inbox: the 1 KiB messages just sent and those the mesh-client phase
-    # left. (mesh-sandbox with a workflow filter listed none of them here, so the receive phase
-    # once downloaded nothing and counted its answers to a bad id: 2026-11-24.)
+    # left. None is an error: mesh-sandbox under two worker processes once listed none here,
+    # and the receive phase downloaded nothing and counted its answers to a bad id (2026-11-24).
     with client(url, recipient) as mesh:
         ids = list(mesh.iterate_message_ids(batch_size=5000))
     if not ids:
