@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
-import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -19,40 +19,27 @@ from openspine.settings import Secret, Settings
 from openspine.synth.credentials import app_token_form, client_assertion
 from openspine.synth.demo import CREDENTIALS_FILE, create_demo_store, create_keys_and_settings
 from tests.conftest import BASE_URL
+from tests.postgres import throwaway_database
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
-PG_URL = os.environ.get("OPENSPINE_TEST_POSTGRES_URL")
 
 
 @pytest.fixture(scope="module")
 def pg_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    if not PG_URL:
-        pytest.skip("OPENSPINE_TEST_POSTGRES_URL is not set (CI sets it)")
-    import psycopg
+    with throwaway_database("openspine_services") as url:
+        data_dir = tmp_path_factory.mktemp("pg-services")
+        settings = create_keys_and_settings(data_dir, store_url=url).with_base_url(BASE_URL)
 
-    name = f"openspine_services_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_URL, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    url = PG_URL.rsplit("/", 1)[0] + f"/{name}"
-    data_dir = tmp_path_factory.mktemp("pg-services")
-    settings = create_keys_and_settings(data_dir, store_url=url).with_base_url(BASE_URL)
+        async def load() -> None:
+            platform = build_platform(settings)
+            await platform.store.start()
+            try:
+                await create_demo_store(data_dir, settings, platform.store, size=200, seed=3)
+            finally:
+                await platform.store.close()
 
-    async def load() -> None:
-        platform = build_platform(settings)
-        await platform.store.start()
-        try:
-            await create_demo_store(data_dir, settings, platform.store, size=200, seed=3)
-        finally:
-            await platform.store.close()
-
-    import asyncio
-
-    asyncio.run(load())
-    try:
+        asyncio.run(load())
         yield data_dir
-    finally:
-        with psycopg.connect(PG_URL, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 @pytest.fixture

@@ -27,13 +27,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 from bench.eps import Flow, order
 from mesh_client import AuthTokenGenerator
 
 from tests.api.pds_helpers import new_patient
 from tests.live_server import CLI, Server
+from tests.postgres import throwaway_database
 from tests.reliability.callers import Callers
 from tests.reliability.conftest import report
 
@@ -41,7 +41,6 @@ pytestmark = pytest.mark.e2e
 
 PDS = "/personal-demographics/FHIR/R4"
 EPS = "/electronic-prescriptions/FHIR/R4"
-PG_URL = os.environ.get("OPENSPINE_TEST_POSTGRES_URL")
 V2 = "application/vnd.mesh.v2+json"
 KILLS = int(os.environ.get("OPENSPINE_CRASH_KILLS", "3"))
 #: How long a request may keep being retried while the server restarts.
@@ -193,16 +192,8 @@ def store_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
     if request.param == "sqlite":
         yield None
         return
-    if not PG_URL:
-        pytest.skip("OPENSPINE_TEST_POSTGRES_URL is not set (CI sets it)")
-    name = f"crash_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_URL, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield PG_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with psycopg.connect(PG_URL, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with throwaway_database("crash") as url:
+        yield url
 
 
 def _verify(server: Server, callers: Callers, ledger: Ledger) -> None:

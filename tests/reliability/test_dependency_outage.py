@@ -33,13 +33,13 @@ import pytest
 
 from tests.api.pds_helpers import new_patient
 from tests.live_server import CLI, Server, free_port
+from tests.postgres import PG_URL, throwaway_database
 from tests.reliability.callers import Callers
 from tests.reliability.conftest import report
 
 pytestmark = pytest.mark.e2e
 
 PDS = "/personal-demographics/FHIR/R4"
-PG_URL = os.environ.get("OPENSPINE_TEST_POSTGRES_URL")
 #: A command that stops and starts the test PostgreSQL (``pg_ctlcluster 15 main``); CI sets it.
 PG_CTL = os.environ.get("OPENSPINE_TEST_POSTGRES_CTL")
 
@@ -134,7 +134,7 @@ def _wait_for_postgres(url: str) -> None:
 @pytest.fixture(params=["network-cut", "postgres-stop"])
 def outage(request: pytest.FixtureRequest, database: str) -> Iterator[Outage]:
     assert PG_URL is not None
-    direct = PG_URL.rsplit("/", 1)[0] + f"/{database}"
+    direct, name = database, database.rsplit("/", 1)[1]
     if request.param == "postgres-stop":
         if not PG_CTL:
             pytest.skip("OPENSPINE_TEST_POSTGRES_CTL is not set (CI sets it: pg_ctlcluster …)")
@@ -160,7 +160,7 @@ def outage(request: pytest.FixtureRequest, database: str) -> Iterator[Outage]:
     try:
         yield Outage(
             "network-cut",
-            f"postgresql://{auth}@127.0.0.1:{proxy.port}/{database}",
+            f"postgresql://{auth}@127.0.0.1:{proxy.port}/{name}",
             proxy.cut,
             proxy.restore,
         )
@@ -170,16 +170,9 @@ def outage(request: pytest.FixtureRequest, database: str) -> Iterator[Outage]:
 
 @pytest.fixture
 def database() -> Iterator[str]:
-    if not PG_URL:
-        pytest.skip("OPENSPINE_TEST_POSTGRES_URL is not set (CI sets it)")
-    name = f"outage_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_URL, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield name
-    finally:
-        with psycopg.connect(PG_URL, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    """A throwaway database's URL."""
+    with throwaway_database("outage") as url:
+        yield url
 
 
 def test_postgres_outage_gives_503_and_the_server_recovers(tmp_path: Path, outage: Outage) -> None:

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import sqlite3
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
@@ -34,9 +32,9 @@ from openspine.platform.storage.ports import (
 from openspine.platform.storage.sqlite import SqliteStore
 from openspine.platform.storage.sqlite_writer import WriterProcess, start_writer_process
 from tests.contract.storage.records import audit_event
+from tests.postgres import throwaway_database
 
 pytestmark = pytest.mark.anyio
-PG_URL = os.environ.get("OPENSPINE_TEST_POSTGRES_URL")
 
 Execute = Callable[[str], None]
 
@@ -68,25 +66,16 @@ def _backend(kind: str, tmp_path: Path) -> Iterator[tuple[str, Execute]]:
 
         yield f"sqlite:///{path}", execute
         return
-    if not PG_URL:
-        pytest.skip("OPENSPINE_TEST_POSTGRES_URL is not set (CI sets it)")
-    import psycopg
+    with throwaway_database("openspine_contract") as url:
+        import psycopg
 
-    name = f"openspine_contract_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_URL, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    url = PG_URL.rsplit("/", 1)[0] + f"/{name}"
-    upgrade(url)
+        upgrade(url)
 
-    def execute_pg(statement: str) -> None:
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(statement)
+        def execute_pg(statement: str) -> None:
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute(statement)
 
-    try:
         yield url, execute_pg
-    finally:
-        with psycopg.connect(PG_URL, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(params=BACKENDS)
