@@ -9,8 +9,7 @@ FHIR specification, "History").
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from openspine.platform.normalise import (
     normalise_email,
@@ -39,10 +38,10 @@ FAMILY_DOB: Final = "fd"
 DOB_FAMILY: Final = "df"
 HISTORIC: Final = "h"
 DOB_SOUNDEX: Final = "sx"
+_NONE: Final[dict[str, Any]] = {}
 
 
-@dataclass(frozen=True, slots=True)
-class NameFacts:
+class NameFacts(NamedTuple):
     family: str
     given: tuple[str, ...]
     historic: bool
@@ -52,8 +51,10 @@ class NameFacts:
         return " ".join(self.given)
 
 
-@dataclass(frozen=True, slots=True)
-class Demographics:
+class Demographics(NamedTuple):
+    """A named tuple, not a frozen dataclass: one is made per search candidate and per loaded
+    patient, and a frozen dataclass sets each field through ``object.__setattr__``."""
+
     nhs_number: str
     names: tuple[NameFacts, ...]
     gender: str | None
@@ -67,15 +68,21 @@ class Demographics:
 
 
 def _ended(item: dict[str, Any], today: str) -> bool:
-    end = item.get("period", {}).get("end")
+    period = item.get("period")
+    if period is None:
+        return False
+    end = period.get("end")
     return isinstance(end, str) and end[:10] < today
 
 
 def historic_flags(items: list[dict[str, Any]], today: str, *keys: str) -> list[bool]:
     """For each address or telecom: is it historic (see the module docstring)?"""
-    ended = [_ended(item, today) for item in items]
-    if not any(ended):  # the usual case: only ``use`` decides
+    for item in items:
+        if _ended(item, today):
+            break
+    else:  # the usual case: nothing has ended, only ``use`` decides
         return [item.get("use") == "old" for item in items]
+    ended = [_ended(item, today) for item in items]
     current_kinds = {
         tuple(item.get(k) for k in keys)
         for item, item_ended in zip(items, ended, strict=True)
@@ -89,37 +96,51 @@ def historic_flags(items: list[dict[str, Any]], today: str, *keys: str) -> list[
 
 
 def demographics(patient: dict[str, Any], today: str) -> Demographics:
-    """What search compares, normalised once; ``today`` is an ISO date."""
+    """What search compares, normalised once; ``today`` is an ISO date.
+
+    Every search scores each candidate with this and every bulk-loaded patient passes through
+    it, so it is written as plain loops over what the resource holds (ADR 0020)."""
     names = []
-    for name in patient.get("name", []):
+    for name in patient.get("name", ()):
         family = normalise_name(str(name.get("family", "")))
-        given = tuple(g for g in (normalise_name(str(x)) for x in name.get("given", [])) if g)
-        historic = name.get("use") in HISTORIC_NAME_USES
+        given = tuple([g for g in map(normalise_name, map(str, name.get("given", ()))) if g])
         if family or given:
-            names.append(NameFacts(family, given, historic))
-    addresses = patient.get("address", [])
-    postcodes = tuple(
-        (normalise_postcode(str(a["postalCode"])), historic)
-        for a, historic in zip(addresses, historic_flags(addresses, today, "use"), strict=True)
-        if a.get("postalCode")
-    )
+            names.append(NameFacts(family, given, name.get("use") in HISTORIC_NAME_USES))
+    postcodes: tuple[tuple[str, bool], ...] = ()
+    addresses = patient.get("address")
+    if addresses:
+        postcodes = tuple(
+            [
+                (normalise_postcode(str(a["postalCode"])), historic)
+                for a, historic in zip(
+                    addresses, historic_flags(addresses, today, "use"), strict=True
+                )
+                if a.get("postalCode")
+            ]
+        )
     emails, phones = [], []
-    telecoms = patient.get("telecom", [])
-    for t, historic in zip(telecoms, historic_flags(telecoms, today, "system", "use"), strict=True):
-        value = t.get("value")
-        if not isinstance(value, str):
-            continue
-        if t.get("system") == "email":
-            emails.append((normalise_email(value), historic))
-        elif t.get("system") == "phone":
-            phones.append((normalise_phone(value), historic))
+    telecoms = patient.get("telecom")
+    if telecoms:
+        flags = historic_flags(telecoms, today, "system", "use")
+        for t, historic in zip(telecoms, flags, strict=True):
+            value = t.get("value")
+            if not isinstance(value, str):
+                continue
+            system = t.get("system")
+            if system == "email":
+                emails.append((normalise_email(value), historic))
+            elif system == "phone":
+                phones.append((normalise_phone(value), historic))
     gp = None
-    for practice in patient.get("generalPractitioner", []):
-        code = practice.get("identifier", {}).get("value")
+    for practice in patient.get("generalPractitioner", ()):
+        code = practice.get("identifier", _NONE).get("value")
         if isinstance(code, str):
             gp = code.upper()
     death = patient.get("deceasedDateTime")
-    security = patient.get("meta", {}).get("security", [])
+    restricted = False
+    for label in patient.get("meta", _NONE).get("security", ()):
+        if label.get("code") == "R" and label.get("system") == CONFIDENTIALITY:
+            restricted = True
     return Demographics(
         nhs_number=str(patient["id"]),
         names=tuple(names),
@@ -130,9 +151,7 @@ def demographics(patient: dict[str, Any], today: str) -> Demographics:
         gp=gp,
         emails=tuple(emails),
         phones=tuple(phones),
-        restricted=any(
-            s.get("system") == CONFIDENTIALITY and s.get("code") == "R" for s in security
-        ),
+        restricted=restricted,
     )
 
 

@@ -46,6 +46,8 @@ def normalise_email(value: str) -> str:
 
 def normalise_phone(value: str) -> str:
     """Digits only, with a UK ``+44`` turned into the national ``0`` prefix."""
+    if value.isascii() and value.isdigit():  # the usual case: nothing to take out
+        return value
     digits = "".join(ch for ch in value if ch in "0123456789")
     if value.strip().startswith("+44") and digits.startswith("44"):
         digits = "0" + digits[2:]

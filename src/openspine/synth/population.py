@@ -81,6 +81,7 @@ _STREET_TYPES = (
     "Gardens",
     "Terrace",
 )
+_AREAS = dict(_TOWNS)
 _LETTERS = "ABDEFGHJLNPQRSTUWXYZ"
 _SURNAMES = tuple(PersonWords.last_names)
 _SURNAME_WEIGHTS = tuple(accumulate(PersonWords.last_names.values()))
@@ -255,7 +256,7 @@ class PatientMaker:
         if d.random() < 0.35:
             given.append(d.pick(firsts))
         practice = d.pick(self._practices)
-        town, area = next(t for t in _TOWNS if t[0] == practice.town)
+        town, area = practice.town, _AREAS[practice.town]
         born = _EPOCH + timedelta(days=d.below(37_000))
         family = d.surname()
         street = f"{d.surname()} {d.pick(_STREET_TYPES)}"

@@ -258,6 +258,22 @@ async def test_keys_loaded_for_later_are_found_only_after_the_merge(
     await store.write(WriteSet(puts=[rewritten]))
     assert await store.merge_pending_index() == 1
     assert await store.scan_index("Thing", "fd", "LATER|", "LATER|~", 10) == [("later", "LATER|1")]
+    # More keys pending than indexed: the merge may rebuild what finds a resource's own keys,
+    # and must keep the keys already there.
+    await store.bulk_load(
+        [
+            PutResource("Thing", f"bulk{i}", 1, b"{}", None, search_keys=(("fd", f"BULK|{i}"),))
+            for i in range(40)
+        ],
+        audit_event(),
+        index_later=True,
+    )
+    assert await store.merge_pending_index() == 40
+    assert len(await store.scan_index("Thing", "fd", "A", "Z~", 100)) == 72
+    again = PutResource("Thing", "p07", 2, b"{}", 1, search_keys=(("fd", "AGAIN|0"),))
+    await store.write(WriteSet(puts=[again]))
+    assert await store.scan_index("Thing", "fd", "NAME2|0", "NAME2|0", 10) == []
+    assert await store.scan_index("Thing", "fd", "AGAIN|", "AGAIN|~", 10) == [("p07", "AGAIN|0")]
     assert (await verify_chain(store)).ok
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 __all__ = [
     "AlreadyExists",
@@ -105,6 +105,24 @@ class PutResource:
     restricted_body: bytes | None = None
     successor_id: str | None = None
     search_keys: tuple[IndexKey, ...] | None = None
+
+    def __reduce__(self) -> tuple[type[PutResource], tuple[Any, ...]]:
+        # Pickled by the field values, not the slots dataclass's generic state functions: a
+        # bulk load's blocks come from worker processes (half the pickling time, ADR 0020).
+        return (
+            PutResource,
+            (
+                self.resource_type,
+                self.id,
+                self.version,
+                self.body,
+                self.expected_version,
+                self.state,
+                self.restricted_body,
+                self.successor_id,
+                self.search_keys,
+            ),
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,7 +42,9 @@ class SQL:
         " ORDER BY resource_type, param, value, id ON CONFLICT DO NOTHING"
     )
     INDEX_PENDING_CLEAR = "DELETE FROM search_index_pending"
-    INDEX_IS_EMPTY = "SELECT NOT EXISTS (SELECT 1 FROM search_index)"
+    #: How many keys are indexed, counted no further than the bound given (``count(*)`` of a
+    #: national index would read all of it).
+    INDEX_COUNT_UP_TO = "SELECT count(*) FROM (SELECT 1 FROM search_index LIMIT ?)"
     #: The secondary index of migration 0002, rebuilt by one sort after filling an empty index.
     INDEX_BY_RESOURCE_DROP = "DROP INDEX ix_search_index_resource"
     INDEX_BY_RESOURCE_CREATE = (
