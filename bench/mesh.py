@@ -5,11 +5,12 @@
 For each server: 1 KiB messages sent per second, then received and acknowledged per second
 (``--processes`` client processes, each on its own workflow id so that receivers never race),
 then one ``--big-mib`` message sent in 100 MiB chunks and read back (time, and the server's peak
-resident memory from /proc VmHWM). mesh-sandbox runs in its own virtualenv
+resident memory from /proc VmHWM); then, on a server started afresh, 1 KiB sends and
+receive+ack with wrk (``--connections``). mesh-sandbox runs in its own virtualenv
 (bench/results/mesh-sandbox-venv, created on first use from PyPI) with its file store and full
-authentication, in one process (with more it loses track of messages; see ``main``); OpenSpine
-runs ``--workers`` web workers. Everything stays on loopback. Writes bench/results/mesh.json
-and prints a table.
+authentication, in one process (with more it loses track of messages; see ``serving``);
+OpenSpine runs ``--workers`` web workers. Everything stays on loopback. Writes
+bench/results/mesh.json and prints a table.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -181,7 +184,8 @@ def run_wrk(url: str, script: str, env: dict[str, str], args: argparse.Namespace
 def wrk_phases(
     url: str, sender: str, recipient: str, args: argparse.Namespace, work: Path
 ) -> dict[str, Any]:
-    """The server's own capacity, with wrk as the load generator (tokens made beforehand)."""
+    """The server's own capacity, with wrk as the load generator (tokens made beforehand), on a
+    server started afresh for these phases (see ``main``)."""
     tokens = work / "send-tokens.txt"
     send_env = {
         "BENCH_TOKENS": str(tokens),
@@ -241,8 +245,6 @@ def measure(
         "receive_ack_per_s": receive_rate,
         "received": received,
     }
-    if shutil.which("wrk"):
-        result["wrk"] = wrk_phases(url, sender, recipient, args, args.work)
     if args.big_mib:
         try:
             result["big"] = big_transfer(url, sender, recipient, args.big_mib, pid)
@@ -253,23 +255,15 @@ def measure(
     return result
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--duration", type=float, default=10)
-    parser.add_argument("--processes", type=int, default=4)
-    parser.add_argument("--big-mib", type=int, default=1024)
-    parser.add_argument("--connections", type=int, default=16, help="wrk connections")
-    parser.add_argument(
-        "--workers", type=int, default=1, help="web worker processes of OpenSpine (mesh-sandbox: 1)"
-    )
-    args = parser.parse_args()
-    RESULTS.mkdir(exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="openspine-mesh-bench-"))
-    args.work = work
-    results = []
-    try:
-        port = free_port()
-        openspine = start(
+@contextmanager
+def serving(
+    name: str, data_dir: Path, args: argparse.Namespace
+) -> Iterator[tuple[str, int, str, str]]:
+    """A fresh server on an empty store: (its URL, its pid, sender and recipient mailboxes)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    if name == "OpenSpine":
+        server = start(
             [
                 sys.executable,
                 "-m",
@@ -279,26 +273,20 @@ def main() -> None:
                 "--patients",
                 "0",
                 "--data-dir",
-                str(work / "openspine"),
+                str(data_dir),
                 "--port",
                 str(port),
                 "--workers",
                 str(args.workers),
             ],
             {},
-            work / "openspine.log",
+            data_dir.with_suffix(".log"),
         )
-        try:
-            wait_ready(f"http://127.0.0.1:{port}/_status", timeout=120)
-            url = f"http://127.0.0.1:{port}"
-            results.append(measure("OpenSpine", url, "ALICE", "BOB", openspine.pid, args))
-        finally:
-            stop(openspine)
-        python = sandbox_python()
-        port = free_port()
-        sandbox = start(
+        mailboxes = ("ALICE", "BOB")
+    else:
+        server = start(
             [
-                str(python),
+                str(sandbox_python()),
                 "-m",
                 "uvicorn",
                 "mesh_sandbox.api:app",
@@ -319,17 +307,48 @@ def main() -> None:
                 "STORE_MODE": "file",
                 "AUTH_MODE": "full",
                 "SHARED_KEY": "TestKey",
-                "FILE_STORE_DIR": str(work / "sandbox"),
+                "FILE_STORE_DIR": str(data_dir),
             },
-            work / "sandbox.log",
+            data_dir.with_suffix(".log"),
         )
-        try:
-            url = f"http://127.0.0.1:{port}"
+        mailboxes = ("X26ABC1", "X26ABC2")
+    try:
+        if name == "OpenSpine":
+            wait_ready(f"{url}/_status", timeout=120)
+        else:
             wait_ready(f"{url}/messageexchange/_ping", timeout=120)
-            httpx.delete(f"{url}/admin/reset", timeout=30)
-            results.append(measure("mesh-sandbox", url, "X26ABC1", "X26ABC2", sandbox.pid, args))
-        finally:
-            stop(sandbox)
+            httpx.delete(f"{url}/admin/reset", timeout=30).raise_for_status()
+        yield url, server.pid, *mailboxes
+    finally:
+        stop(server)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--duration", type=float, default=10)
+    parser.add_argument("--processes", type=int, default=4)
+    parser.add_argument("--big-mib", type=int, default=1024)
+    parser.add_argument("--connections", type=int, default=16, help="wrk connections")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="web worker processes of OpenSpine (mesh-sandbox: 1)"
+    )
+    args = parser.parse_args()
+    RESULTS.mkdir(exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="openspine-mesh-bench-"))
+    results = []
+    try:
+        for name in ("OpenSpine", "mesh-sandbox"):
+            # Each group of phases on a server started afresh on an empty store: mesh-sandbox
+            # slows down as it holds more messages (three 8 s wrk send runs in a row,
+            # 2026-11-24: 440, 330 and 245 sends/s; OpenSpine 1,808, 1,624 and 1,629), and its
+            # reset reloads what its file store holds, so the wrk rates depended on how many
+            # messages the mesh-client phases had left.
+            with serving(name, work / f"{name}-mesh-client", args) as (url, pid, sender, to):
+                result = measure(name, url, sender, to, pid, args)
+            if shutil.which("wrk"):
+                with serving(name, work / f"{name}-wrk", args) as (url, _pid, sender, to):
+                    result["wrk"] = wrk_phases(url, sender, to, args, work)
+            results.append(result)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     report = {
