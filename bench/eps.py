@@ -16,6 +16,7 @@ import asyncio
 import base64
 import copy
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -418,12 +419,19 @@ def main() -> None:
         stderr=log,
         start_new_session=True,
     )
+    finished = False
     try:
         wait_ready(f"http://127.0.0.1:{port}/_status", timeout=120)
         flow = Flow(work / "store", f"http://127.0.0.1:{port}")
         rates = asyncio.run(run(flow, args.prescriptions, args.concurrency))
+        finished = True
     finally:
         stop(server)
+        log.close()
+        if finished:  # a finished run leaves nothing behind; a failed one its store and log
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print(f"the store and the server's log are kept in {work}", file=sys.stderr)
     report = {
         "prescriptions": args.prescriptions,
         "concurrency": args.concurrency,
