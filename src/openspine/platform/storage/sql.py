@@ -45,7 +45,8 @@ class SQL:
     #: How many keys are indexed, counted no further than the bound given (``count(*)`` of a
     #: national index would read all of it).
     INDEX_COUNT_UP_TO = "SELECT count(*) FROM (SELECT 1 FROM search_index LIMIT ?)"
-    #: The secondary index of migration 0002, rebuilt by one sort after filling an empty index.
+    #: The secondary index of migration 0002, rebuilt by one sort by a merge of more keys than
+    #: the index holds (ADR 0020).
     INDEX_BY_RESOURCE_DROP = "DROP INDEX ix_search_index_resource"
     INDEX_BY_RESOURCE_CREATE = (
         "CREATE INDEX ix_search_index_resource ON search_index (resource_type, id)"
