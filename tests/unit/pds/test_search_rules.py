@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from openspine.pds.demographics import demographics, search_keys
+from openspine.pds.demographics import CONFIDENTIALITY, demographics, search_keys
 from openspine.pds.errors import SingleResultOnly
 from openspine.pds.matching import score
 from openspine.pds.search_query import parse_search
@@ -47,6 +47,38 @@ def test_normalisation() -> None:
     assert normalise_postcode(" ls1 6ae ") == "LS16AE"
     assert normalise_phone("+44 1632 960587") == "01632960587"
     assert phonetic("SMITH") == phonetic("SMYTHE") == "S530"
+
+
+def test_demographics_of_a_patient() -> None:
+    assert FACTS.nhs_number == "9000000009"
+    assert [(n.family, n.given, n.historic) for n in FACTS.names] == [
+        ("O REILLY KOCINSKI", ("JOHN PAUL", "JAMES"), False),
+        ("ADAMS", ("JOHN PAUL",), True),
+    ]
+    # The ended home address is historic: a current home address replaced it.
+    assert FACTS.postcodes == (("LS16AE", False), ("BD11AA", True))
+    assert FACTS.emails == (("j.p@example.com", False),)
+    assert FACTS.gp == "Y12345"
+    assert not FACTS.restricted
+    alone = demographics(
+        {
+            "id": "9000000017",
+            "meta": {"security": [{"system": CONFIDENTIALITY, "code": "R"}]},
+            "address": [{"use": "home", "postalCode": "LS1 6AE", "period": {"end": "2001-01-01"}}],
+            "telecom": [
+                {"system": "phone", "value": "01632960587", "use": "old"},
+                {"system": "phone", "value": "+44 1632 960588"},
+            ],
+            "deceasedDateTime": "2020-05-01T10:00:00+00:00",
+        },
+        "2026-11-23",
+    )
+    # An ended address with nothing to replace it is still the current one.
+    assert alone.postcodes == (("LS16AE", False),)
+    assert alone.phones == (("01632960587", True), ("01632960588", False))
+    assert alone.death_date == "2020-05-01"
+    assert alone.restricted
+    assert alone.names == ()
 
 
 def test_index_keys_separate_current_and_historic_names() -> None:
