@@ -42,11 +42,12 @@ def pds_stub(relative: str) -> Any:
     )
 
 
-async def _load(data_dir: Path, settings: Settings) -> None:
+async def load_demo_store(data_dir: Path, settings: Settings, *, size: int, seed: int) -> None:
+    """A demo store of ``size`` patients, loaded through the platform the settings name."""
     platform = build_platform(settings)
     await platform.store.start()
     try:
-        await create_demo_store(data_dir, settings, platform.store, size=40, seed=7)
+        await create_demo_store(data_dir, settings, platform.store, size=size, seed=seed)
     finally:
         await platform.store.close()
 
@@ -55,7 +56,7 @@ async def _load(data_dir: Path, settings: Settings) -> None:
 def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data_dir = tmp_path_factory.mktemp("demo")
     settings = create_keys_and_settings(data_dir).with_base_url(BASE_URL)
-    asyncio.run(_load(data_dir, settings))
+    asyncio.run(load_demo_store(data_dir, settings, size=40, seed=7))
     return data_dir
 
 

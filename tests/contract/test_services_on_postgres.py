@@ -13,12 +13,12 @@ import httpx
 import pytest
 from mesh_client import AuthTokenGenerator
 
-from openspine.app import build_platform, create_app
+from openspine.app import create_app
 from openspine.platform.security.keys import load_private_key
 from openspine.settings import Secret, Settings
 from openspine.synth.credentials import app_token_form, client_assertion
-from openspine.synth.demo import CREDENTIALS_FILE, create_demo_store, create_keys_and_settings
-from tests.conftest import BASE_URL
+from openspine.synth.demo import CREDENTIALS_FILE, create_keys_and_settings
+from tests.conftest import BASE_URL, load_demo_store
 from tests.postgres import throwaway_database
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
@@ -29,16 +29,7 @@ def pg_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     with throwaway_database("openspine_services") as url:
         data_dir = tmp_path_factory.mktemp("pg-services")
         settings = create_keys_and_settings(data_dir, store_url=url).with_base_url(BASE_URL)
-
-        async def load() -> None:
-            platform = build_platform(settings)
-            await platform.store.start()
-            try:
-                await create_demo_store(data_dir, settings, platform.store, size=200, seed=3)
-            finally:
-                await platform.store.close()
-
-        asyncio.run(load())
+        asyncio.run(load_demo_store(data_dir, settings, size=200, seed=3))
         yield data_dir
 
 
