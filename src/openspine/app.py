@@ -160,6 +160,8 @@ def create_app(settings: Settings) -> SpineApp:
                 metrics.publish()  # this worker's last requests count after it has gone
             except OSError as exc:
                 log_event(LogEvent.METRICS_NOT_SHARED, logging.WARNING, error=type(exc).__name__)
+            if platform.mesh is not None:
+                platform.mesh.close()
             await platform.store.close()
             log_event(LogEvent.STOPPED)
 

@@ -18,7 +18,8 @@ import pytest
 from mesh_client import AuthTokenGenerator
 
 from openspine.app import create_app
-from openspine.mesh.service import MeshService
+from openspine.mesh.blobs import pack_of
+from openspine.mesh.service import MESSAGE, MeshService
 from openspine.platform.audit.events import AuditContext
 from openspine.settings import Secret, Settings
 from tests.conftest import BASE_URL
@@ -203,6 +204,8 @@ async def test_expiry_report_then_purge(
     message_id = (await send(http, b"never collected", **{"mex-LocalID": "x1"})).json()[
         "message_id"
     ]
+    pack = await pack_of_message(service, message_id)
+    assert message_id in await naming(service, pack)
     real = service.clock
     try:
         service.clock = lambda: real() + timedelta(days=6)
@@ -243,10 +246,27 @@ async def test_expiry_report_then_purge(
             headers={"Accept": V2, **auth("ALICE")},
         )
         assert purged.status_code == 404
-        digest = hashlib.sha256(b"never collected").hexdigest()
-        assert not (blobs / digest[:2] / digest[2:4] / digest).exists()
+        # Its pack holds other messages' bodies: the purge lets go of it, the sweep deletes it
+        # once no message names it (test_the_sweep_deletes_only_old_blobs_that_no_message_names).
+        assert message_id not in await naming(service, pack)
     finally:
         service.clock = real
+
+
+async def pack_of_message(service: MeshService, message_id: str) -> str:
+    found = await service._get(message_id)
+    assert found is not None
+    reference = found[0].chunks[0]
+    assert reference is not None
+    pack = pack_of(reference)
+    assert pack is not None, "a small body is appended to a pack"
+    return pack
+
+
+async def naming(service: MeshService, pack: str) -> set[str]:
+    """The messages whose records name ``pack``."""
+    rows = await service._store.scan_index(MESSAGE, "mbpack", f"{pack}|", f"{pack}|~", 10_000)
+    return {message_id for message_id, _ in rows}
 
 
 def service_context() -> AuditContext:
@@ -349,29 +369,35 @@ async def test_the_sweep_deletes_only_old_blobs_that_no_message_names(
     http, service = mesh
     blobs = demo_settings.blob_dir
     assert blobs is not None
-    await send(http, b"a message still in the inbox")
-    kept = hashlib.sha256(b"a message still in the inbox").hexdigest()
-    # What a crash leaves: a body whose record never committed, and a streamed upload's
-    # temporary file. Old ones go; a young one (an upload may be about to name it) stays.
+    service.close()  # earlier tests' pack is no longer appended to: it may go if unnamed
+    kept_id = (await send(http, b"a message still in the inbox")).json()["message_id"]
+    kept_pack = blobs / "packs" / await pack_of_message(service, kept_id)
+    service.close()  # nor is the kept message's pack
+    # What a crash leaves: a body whose record never committed (in a file of its own, or
+    # appended to a pack), and a streamed upload's temporary file. Old ones go; a young one (an
+    # upload may be about to name it) stays.
     orphans = {}
     for name, age in (("old orphan", 7200), ("young orphan", 60)):
         digest = hashlib.sha256(name.encode()).hexdigest()
         path = blobs / digest[:2] / digest[2:4] / digest
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(name.encode())
-        orphans[name] = path
-        os.utime(path, (time.time() - age, time.time() - age))
+        pack = blobs / "packs" / f"2026010100-{digest[:16]}"
+        for orphan in (path, pack):
+            orphan.write_bytes(name.encode())
+            os.utime(orphan, (time.time() - age, time.time() - age))
+        orphans[name] = (path, pack)
     leftover = blobs / "tmp" / "interrupted-upload"
     leftover.write_bytes(b"partial")
     os.utime(leftover, (time.time() - 7200, time.time() - 7200))
-    referenced = blobs / kept[:2] / kept[2:4] / kept
-    os.utime(referenced, (time.time() - 7200, time.time() - 7200))
+    os.utime(kept_pack, (time.time() - 7200, time.time() - 7200))
 
-    # At least these two (the store is shared with earlier tests, whose purged messages may
+    # At least these three (the store is shared with earlier tests, whose purged messages may
     # have left old unreferenced files of their own).
-    assert await service.sweep_unreferenced_blobs() >= 2
-    assert not orphans["old orphan"].exists()
+    assert await service.sweep_unreferenced_blobs() >= 3
+    assert not any(orphan.exists() for orphan in orphans["old orphan"])
     assert not leftover.exists()
-    assert orphans["young orphan"].exists()
-    assert referenced.read_bytes() == b"a message still in the inbox"
+    assert all(orphan.exists() for orphan in orphans["young orphan"])
+    assert kept_pack.exists()
+    download = await http.get(f"/messageexchange/BOB/inbox/{kept_id}", headers=auth("BOB"))
+    assert download.content == b"a message still in the inbox"
     assert await service.sweep_unreferenced_blobs() == 0

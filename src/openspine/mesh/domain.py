@@ -37,7 +37,8 @@ class MessageType(StrEnum):
 
 
 class MeshMessage(msgspec.Struct, kw_only=True):
-    """A message's metadata; its chunks are blobs named by their SHA-256 digest."""
+    """A message's metadata; its chunks are blobs, each named by its reference in the blob
+    store (its SHA-256 digest, and where in a pack a small one is: :mod:`openspine.mesh.blobs`)."""
 
     message_id: str
     sender: str

@@ -22,7 +22,7 @@ import msgspec
 from openspine.directory.domain import MeshMailbox, MeshWorkflow
 from openspine.directory.storage import DirectoryRecords
 from openspine.mesh.auth import TokenRejected, parse_token, verify_token
-from openspine.mesh.blobs import INLINE, BlobStore, BlobTooLarge
+from openspine.mesh.blobs import INLINE, BlobStore, BlobTooLarge, pack_of
 from openspine.mesh.domain import (
     MAX_ID_HEADER,
     MAX_SUBJECT,
@@ -140,8 +140,13 @@ def _keys(m: MeshMessage) -> tuple[IndexKey, ...]:
         keys.append(("mbpurge", f"{m.purge_at}|{m.message_id}"))
     if m.local_id:
         keys.append(("mblocal", f"{m.sender}|{m.local_id}|{m.message_id}"))
-    keys.extend(("mbblob", f"{d}|{m.message_id}") for d in sorted({c for c in m.chunks if c}))
-    return tuple(keys)
+    for reference in sorted({c for c in m.chunks if c}):
+        pack = pack_of(reference)
+        if pack is None:  # a file of its own, perhaps shared with other messages' chunks
+            keys.append(("mbblob", f"{reference}|{m.message_id}"))
+        else:
+            keys.append(("mbpack", f"{pack}|{m.message_id}"))
+    return tuple(dict.fromkeys(keys))  # two chunks in one pack: one key
 
 
 def _put(m: MeshMessage, version: int, expected: int | None) -> PutResource:
@@ -179,6 +184,10 @@ class MeshService:
         self.clock = clock
 
     # -- authentication ------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close this process's pack of small bodies."""
+        self._blobs.close()
 
     async def authenticate(
         self, path_mailbox: str | None, header: str | None, *, consume: bool = True
@@ -689,23 +698,31 @@ class MeshService:
         message = await self._update(message_id, purge)
         if message.status is not MessageStatus.PURGED:
             return False
-        for digest in set(digests):
+        # A pack holds other messages' chunks: it goes with the sweep, once none is left.
+        for digest in {d for d in digests if pack_of(d) is None}:
             if not await self._store.scan_index(MESSAGE, "mbblob", f"{digest}|", f"{digest}|~", 1):
                 self._blobs.delete_if_stale(digest)
         return True
 
     async def sweep_unreferenced_blobs(self) -> int:
-        """Delete blob files that no message names and that are older than the grace period.
+        """Delete blob files and packs that no message names and that are older than the grace
+        period.
 
         A crash between an upload's write and its commit leaves such a file (its record never
         committed), as does an interrupted streamed upload in ``blobs/tmp``. The purge removes
         only the blobs of the messages it purges, so this sweep finds the rest: it walks the
         store one of 256 shards at a time and looks each old file up in the ``mbblob`` index.
         A file an upload is about to share has just had its time refreshed, so it is young
-        and kept, as in the purge.
+        and kept, as in the purge. A pack goes once no message names it (the ``mbpack``
+        index) and nothing has been appended to it within the grace period.
         """
         now = time.time()
         removed = await anyio.to_thread.run_sync(self._blobs.remove_old_temporary, now)
+        for pack in await anyio.to_thread.run_sync(self._blobs.old_packs, now):
+            if not await self._store.scan_index(
+                MESSAGE, "mbpack", f"{pack}|", f"{pack}|~", 1
+            ) and self._blobs.delete_pack_if_stale(pack):
+                removed += 1
         for shard in range(256):
             for digest in await anyio.to_thread.run_sync(self._blobs.old_digests, shard, now):
                 if not await self._store.scan_index(
