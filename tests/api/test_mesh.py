@@ -19,7 +19,8 @@ from mesh_client import AuthTokenGenerator
 
 from openspine.app import create_app
 from openspine.mesh.blobs import pack_of
-from openspine.mesh.service import MESSAGE, MeshService
+from openspine.mesh.domain import MESSAGE
+from openspine.mesh.service import MeshService
 from openspine.platform.audit.events import AuditContext
 from openspine.settings import Secret, Settings
 from tests.conftest import BASE_URL
