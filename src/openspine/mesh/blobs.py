@@ -147,10 +147,12 @@ class BlobStore:
         """Append a small body to this process's pack; its reference."""
         hour = time.strftime("%Y%m%d%H", time.gmtime())
         pack = self._pack
-        if pack is None or pack.hour != hour or pack.offset >= PACK_ROLL_BYTES:
-            pack = self._roll(hour)
-        elif pack.pid != os.getpid():  # a forked child: the parent's pack stays the parent's
-            self._pack = None
+        if (
+            pack is None
+            or pack.hour != hour
+            or pack.offset >= PACK_ROLL_BYTES
+            or pack.pid != os.getpid()  # a forked child: the parent's pack stays the parent's
+        ):
             pack = self._roll(hour)
         offset = pack.offset
         try:
@@ -170,6 +172,7 @@ class BlobStore:
         return self._pack
 
     def _close_pack(self) -> None:
+        """Forget the current pack; close it unless it is a parent process's (after a fork)."""
         pack, self._pack = self._pack, None
         if pack is not None and pack.pid == os.getpid():
             os.close(pack.fd)

@@ -26,6 +26,19 @@ def files(root: Path) -> list[Path]:
     return [path for path in root.rglob("*") if path.is_file()]
 
 
+def thread_hops(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """The functions handed to a worker thread from now on, in order."""
+    hops: list[object] = []
+    real = anyio.to_thread.run_sync
+
+    async def counting(func: Callable[..., object], *args: object) -> object:
+        hops.append(func)
+        return await real(func, *args)
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", counting)
+    return hops
+
+
 async def read_all(store: BlobStore, digest: str) -> bytes:
     return b"".join([piece async for piece in store.read(digest)])
 
@@ -136,14 +149,7 @@ async def test_a_new_small_body_is_written_in_place_without_a_rename(
 async def test_only_small_bodies_synced_by_the_commit_skip_the_worker_thread(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: int, sync_by_commit: bool, threaded: bool
 ) -> None:
-    hops: list[object] = []
-    real = anyio.to_thread.run_sync
-
-    async def counting(func: Callable[..., object], *args: object) -> object:
-        hops.append(func)
-        return await real(func, *args)
-
-    monkeypatch.setattr(anyio.to_thread, "run_sync", counting)
+    hops = thread_hops(monkeypatch)
     store = BlobStore(tmp_path, sync_by_commit=sync_by_commit, pack_small=False)
     digest, _ = await store.put(pieces(b"x" * size), blobs.SMALL)
     assert (len(hops) > 0) is threaded
@@ -235,14 +241,7 @@ async def test_an_upload_after_the_blob_left_its_address_writes_it_again(
 async def test_small_bodies_share_the_processs_pack_and_read_back_whole(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    hops: list[object] = []
-    real = anyio.to_thread.run_sync
-
-    async def counting(func: Callable[..., object], *args: object) -> object:
-        hops.append(func)
-        return await real(func, *args)
-
-    monkeypatch.setattr(anyio.to_thread, "run_sync", counting)
+    hops = thread_hops(monkeypatch)
     store = BlobStore(tmp_path, sync_by_commit=True)
     first, size = await store.put(pieces(b"hello ", b"world"), 1000)
     second, _ = await store.put(pieces(b"x" * blobs.INLINE), blobs.SMALL)
