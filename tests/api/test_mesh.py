@@ -20,7 +20,7 @@ from mesh_client import AuthTokenGenerator
 from openspine.app import create_app
 from openspine.mesh.blobs import pack_of
 from openspine.mesh.domain import MESSAGE
-from openspine.mesh.service import MeshService
+from openspine.mesh.service import MeshNotFound, MeshService
 from openspine.platform.audit.events import AuditContext
 from openspine.settings import Secret, Settings
 from tests.conftest import BASE_URL
@@ -402,3 +402,27 @@ async def test_the_sweep_deletes_only_old_blobs_that_no_message_names(
     download = await http.get(f"/messageexchange/BOB/inbox/{kept_id}", headers=auth("BOB"))
     assert download.content == b"a message still in the inbox"
     assert await service.sweep_unreferenced_blobs() == 0
+
+
+async def test_the_sandbox_reset_purges_messages_in_every_state(
+    mesh: tuple[httpx.AsyncClient, MeshService],
+) -> None:
+    http, service = mesh
+    if not service.settings.sandbox:
+        return  # the reset is the sandbox's alone
+    await http.delete("/admin/reset")
+    waiting = (await send(http, b"waiting")).json()["message_id"]
+    read = (await send(http, b"read")).json()["message_id"]
+    ack = f"/messageexchange/BOB/inbox/{read}/status/acknowledged"
+    assert (await http.put(ack, headers=auth("BOB"))).status_code == 200
+    half = (await send(http, b"first of two", **{"mex-Chunk-Range": "1:2"})).json()["message_id"]
+
+    assert (await http.delete("/admin/reset")).status_code == 200
+
+    alice = await service.mailbox("ALICE")
+    assert alice is not None
+    for message_id in (waiting, read, half):
+        with pytest.raises(MeshNotFound):
+            await service.track(alice, message_id)  # purged, whatever its state was
+    listed = await http.get("/messageexchange/BOB/inbox", headers=auth("BOB"))
+    assert listed.json() == {"messages": []}

@@ -36,9 +36,13 @@ class MessageType(StrEnum):
     REPORT = "REPORT"
 
 
-class MeshMessage(msgspec.Struct, kw_only=True):
+class MeshMessage(msgspec.Struct, kw_only=True, omit_defaults=True):
     """A message's metadata; its chunks are blobs, each named by its reference in the blob
-    store (its SHA-256 digest, and where in a pack a small one is: :mod:`openspine.mesh.blobs`)."""
+    store (its SHA-256 digest, and where in a pack a small one is: :mod:`openspine.mesh.blobs`).
+
+    Stored without the fields that hold their defaults (a third smaller: ADR 0022); a record
+    stored with every field reads the same.
+    """
 
     message_id: str
     sender: str

@@ -129,9 +129,11 @@ def _iso(moment: datetime) -> str:
 
 
 def _keys(m: MeshMessage) -> tuple[IndexKey, ...]:
+    """The message's search keys. Every message not yet purged is in the inbox (``mbin``) or
+    waits for its purge (``mbpurge``): the sandbox's reset finds them all there."""
     if m.status is MessageStatus.PURGED:
         return ()
-    keys: list[IndexKey] = [("mball", m.message_id)]
+    keys: list[IndexKey] = []
     if m.status is MessageStatus.ACCEPTED and m.accepted_at and m.expires_at:
         keys.append(("mbin", f"{m.recipient}|{m.accepted_at}|{m.message_id}"))
         keys.append(("mbwf", f"{m.recipient}|{m.workflow_id}|{m.accepted_at}|{m.message_id}"))
@@ -150,8 +152,15 @@ def _keys(m: MeshMessage) -> tuple[IndexKey, ...]:
 
 
 def _put(m: MeshMessage, version: int, expected: int | None) -> PutResource:
+    # No API reads a message's earlier versions, and the audit trail holds every change.
     return PutResource(
-        MESSAGE, m.message_id, version, _ENCODE.encode(m), expected, search_keys=_keys(m)
+        MESSAGE,
+        m.message_id,
+        version,
+        _ENCODE.encode(m),
+        expected,
+        search_keys=_keys(m),
+        keep_history=False,
     )
 
 
@@ -736,23 +745,24 @@ class MeshService:
         now = self.clock()
         count = 0
         seen: set[str] = set()
-        while rows := await self._store.scan_index(MESSAGE, "mball", "", "~", 500):
-            fresh = [message_id for message_id, _ in rows if message_id not in seen]
-            if not fresh:
-                break  # nothing purgeable left (a record that will not change is not retried)
-            seen.update(fresh)
-            for message_id in fresh:
 
-                def gone(m: MeshMessage) -> WriteSet | None:
-                    if m.status is MessageStatus.PURGED:
-                        return None
-                    m.status = MessageStatus.PURGED
-                    m.status_at = _iso(now)
-                    m.chunks = []
-                    return WriteSet()
+        def gone(m: MeshMessage) -> WriteSet | None:
+            if m.status is MessageStatus.PURGED:
+                return None
+            m.status = MessageStatus.PURGED
+            m.status_at = _iso(now)
+            m.chunks = []
+            return WriteSet()
 
-                await self._update(message_id, gone)
-                count += 1
+        for param in ("mbin", "mbpurge"):  # between them, every message not yet purged
+            while rows := await self._store.scan_index(MESSAGE, param, "", "~", 500):
+                fresh = [message_id for message_id, _ in rows if message_id not in seen]
+                if not fresh:
+                    break  # nothing purgeable left (a record that will not change is not retried)
+                seen.update(fresh)
+                for message_id in fresh:
+                    await self._update(message_id, gone)
+                    count += 1
         await self._store.write(
             WriteSet(
                 audit=[

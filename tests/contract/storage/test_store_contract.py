@@ -25,6 +25,7 @@ from openspine.platform.storage.ports import (
     PutResource,
     ResourceState,
     Store,
+    StoreError,
     StoreUnavailable,
     VersionConflict,
     WriteSet,
@@ -339,6 +340,19 @@ async def test_nonce_is_single_use(store_and_sql: tuple[Store, Execute]) -> None
     await store.write(WriteSet(nonces=[nonce]))
     with pytest.raises(NonceReplayed):
         await store.write(WriteSet(nonces=[nonce]))
+
+
+async def test_a_replacement_can_keep_no_history(store_and_sql: tuple[Store, Execute]) -> None:
+    store, execute = store_and_sql
+    await store.write(WriteSet(puts=[put("h")]))
+    execute("DROP TABLE resource_history")  # from here, a write that keeps history fails
+    untracked = PutResource("Thing", "h", 2, b'{"v":2}', 1, keep_history=False)
+    await store.write(WriteSet(puts=[untracked]))
+    stored = await store.get("Thing", "h")
+    assert stored is not None
+    assert (stored.version, stored.body) == (2, b'{"v":2}')
+    with pytest.raises(StoreError):
+        await store.write(WriteSet(puts=[put("h", 3, 2)]))
 
 
 async def test_idempotency_record(store_and_sql: tuple[Store, Execute]) -> None:

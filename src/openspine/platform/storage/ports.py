@@ -94,6 +94,9 @@ class PutResource:
     ``body`` must already carry the new version in its ``meta.versionId``: the caller renders it,
     the store only checks that ``expected_version`` is still current and stores ``version``.
     ``search_keys`` replaces the resource's search keys in the same commit (``None`` keeps them).
+    ``keep_history=False`` replaces the resource without keeping its previous version in the
+    history: for records no API reads back by version, whose every change the audit trail holds
+    (MESH messages, ADR 0022).
     """
 
     resource_type: str
@@ -105,6 +108,7 @@ class PutResource:
     restricted_body: bytes | None = None
     successor_id: str | None = None
     search_keys: tuple[IndexKey, ...] | None = None
+    keep_history: bool = True
 
     def __reduce__(self) -> tuple[type[PutResource], tuple[Any, ...]]:
         # Pickled by the field values, not the slots dataclass's generic state functions: a
@@ -121,6 +125,7 @@ class PutResource:
                 self.restricted_body,
                 self.successor_id,
                 self.search_keys,
+                self.keep_history,
             ),
         )
 

@@ -337,7 +337,10 @@ class PostgresStore:
         previous = await cur.fetchone()
         if previous is None or previous[0] != put.expected_version:
             raise VersionConflict(f"{put.resource_type}/{put.id}")
-        await conn.execute(_Q.HISTORY, (put.resource_type, put.id, previous[0], previous[2], now))
+        if put.keep_history:
+            await conn.execute(
+                _Q.HISTORY, (put.resource_type, put.id, previous[0], previous[2], now)
+            )
         await conn.execute(_Q.UPDATE, batching.update_row(put, now))
         if put.search_keys is not None:
             indexed = await conn.execute(_Q.INDEX_KEYS, (put.resource_type, put.id))
