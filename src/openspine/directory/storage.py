@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 import msgspec
@@ -20,7 +21,7 @@ from openspine.directory.domain import (
 from openspine.platform.normalise import normalise_name, normalise_postcode
 from openspine.platform.storage.ports import IndexKey, PutResource, Store
 
-__all__ = ["RESOURCE_TYPES", "DirectoryRecords", "search_keys"]
+__all__ = ["RESOURCE_TYPES", "CachedRecords", "DirectoryRecords", "search_keys"]
 
 T = TypeVar(
     "T",
@@ -161,3 +162,39 @@ class DirectoryRecords:
             )
             for r in records
         ]
+
+
+class CachedRecords:
+    """Directory records by key, each kept for ``ttl`` seconds after it was read (a miss too).
+
+    For the look-ups a service repeats on every request: a MESH send reads its sender's and its
+    recipient's mailbox and its workflow, and a SQLite read after another process's commit
+    fetches its pages again (ADR 0018); the three were a fifth of a web worker's busy Python time
+    per send (ADR 0022). A change to the directory reaches a process within ``ttl`` seconds (a
+    bearer token likewise keeps the role profile it was issued with until it expires, ADR 0006).
+    """
+
+    #: Records kept per process; past it the cache starts again empty.
+    LIMIT = 10_000
+
+    def __init__(
+        self,
+        records: DirectoryRecords,
+        ttl: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._records = records
+        self._ttl = ttl
+        self._clock = clock
+        self._kept: dict[tuple[type[msgspec.Struct], str], tuple[float, msgspec.Struct | None]] = {}
+
+    async def get(self, cls: type[T], key: str) -> T | None:
+        now = self._clock()
+        kept = self._kept.get((cls, key))
+        if kept is not None and kept[0] > now:
+            return kept[1]  # type: ignore[return-value]  # kept under its own class
+        record = await self._records.get(cls, key)
+        if len(self._kept) >= self.LIMIT:
+            self._kept.clear()
+        self._kept[(cls, key)] = (now + self._ttl, record)
+        return record

@@ -20,7 +20,7 @@ import anyio
 import msgspec
 
 from openspine.directory.domain import MeshMailbox, MeshWorkflow
-from openspine.directory.storage import DirectoryRecords
+from openspine.directory.storage import CachedRecords, DirectoryRecords
 from openspine.mesh.auth import TokenRejected, parse_token, verify_token
 from openspine.mesh.blobs import INLINE, BlobStore, BlobTooLarge, pack_of
 from openspine.mesh.domain import (
@@ -61,6 +61,8 @@ __all__ = [
 _ENCODE = msgspec.json.Encoder()
 _DECODE = msgspec.json.Decoder(MeshMessage)
 MAX_RETRIES: Final = 8
+#: How long a process keeps a mailbox or workflow it has read (ADR 0022).
+DIRECTORY_SECONDS: Final = 5.0
 INBOX_SCAN_LIMIT: Final = 100_000
 #: The inbox listing's ``approx_inbox_count`` counts this far at most (it is an indication).
 APPROX_COUNT_LIMIT: Final = 5_000
@@ -186,7 +188,7 @@ class MeshService:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._store = store
-        self._directory = DirectoryRecords(store)
+        self._directory = CachedRecords(DirectoryRecords(store), DIRECTORY_SECONDS)
         self._blobs = blobs
         self.seal = seal
         self.settings = settings
