@@ -416,11 +416,13 @@ async def test_the_sandbox_reset_purges_messages_in_every_state(
     ack = f"/messageexchange/BOB/inbox/{read}/status/acknowledged"
     assert (await http.put(ack, headers=auth("BOB"))).status_code == 200
     half = (await send(http, b"first of two", **{"mex-Chunk-Range": "1:2"})).json()["message_id"]
+    alice = await service.mailbox("ALICE")
+    assert alice is not None
+    states = [(await service.track(alice, m)).status for m in (waiting, read, half)]
+    assert [s.value for s in states] == ["accepted", "acknowledged", "uploading"]
 
     assert (await http.delete("/admin/reset")).status_code == 200
 
-    alice = await service.mailbox("ALICE")
-    assert alice is not None
     for message_id in (waiting, read, half):
         with pytest.raises(MeshNotFound):
             await service.track(alice, message_id)  # purged, whatever its state was
