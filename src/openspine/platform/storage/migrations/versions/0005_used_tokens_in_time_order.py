@@ -29,7 +29,14 @@ depends_on = None
 _COLUMNS = "issuer VARCHAR(200) NOT NULL, value VARCHAR(200) NOT NULL, expires_at BIGINT NOT NULL"
 
 
-def _rebuild_sqlite(key: str, suffix: str) -> None:
+def _rekey(key: str, *, rowid: bool) -> None:
+    """Give ``used_nonces`` the primary key ``key``, keeping its rows (``rowid``: SQLite only)."""
+    if op.get_bind().dialect.name != "sqlite":
+        op.execute("ALTER TABLE used_nonces DROP CONSTRAINT used_nonces_pkey")
+        op.execute(f"ALTER TABLE used_nonces ADD PRIMARY KEY ({key})")
+        return
+    # SQLite cannot change a table's key: copy the rows into a table built with the new one.
+    suffix = "" if rowid else " WITHOUT ROWID"
     op.execute(f"CREATE TABLE used_nonces_rebuilt ({_COLUMNS}, PRIMARY KEY ({key})){suffix}")
     op.execute(
         "INSERT INTO used_nonces_rebuilt (issuer, value, expires_at)"
@@ -40,12 +47,9 @@ def _rebuild_sqlite(key: str, suffix: str) -> None:
 
 
 def upgrade() -> None:
-    if op.get_bind().dialect.name == "sqlite":
-        _rebuild_sqlite("expires_at, issuer, value", " WITHOUT ROWID")
-        return
-    op.drop_index("ix_used_nonces_expiry", table_name="used_nonces")
-    op.execute("ALTER TABLE used_nonces DROP CONSTRAINT used_nonces_pkey")
-    op.execute("ALTER TABLE used_nonces ADD PRIMARY KEY (expires_at, issuer, value)")
+    if op.get_bind().dialect.name != "sqlite":  # SQLite's rebuild drops the index with the table
+        op.drop_index("ix_used_nonces_expiry", table_name="used_nonces")
+    _rekey("expires_at, issuer, value", rowid=False)
 
 
 def downgrade() -> None:
@@ -55,10 +59,5 @@ def downgrade() -> None:
         " WHERE later.issuer = used_nonces.issuer AND later.value = used_nonces.value"
         " AND later.expires_at > used_nonces.expires_at)"
     )
-    if op.get_bind().dialect.name == "sqlite":
-        _rebuild_sqlite("issuer, value", "")
-        op.create_index("ix_used_nonces_expiry", "used_nonces", ["expires_at"])
-        return
-    op.execute("ALTER TABLE used_nonces DROP CONSTRAINT used_nonces_pkey")
-    op.execute("ALTER TABLE used_nonces ADD PRIMARY KEY (issuer, value)")
+    _rekey("issuer, value", rowid=True)
     op.create_index("ix_used_nonces_expiry", "used_nonces", ["expires_at"])
