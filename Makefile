@@ -9,6 +9,8 @@ BENCH_PATIENTS ?= 100000
 BENCH_SECONDS ?= 10
 #: Web workers of the server (and of the ceiling): 2 on a 2-core machine (ADR 0014).
 BENCH_WORKERS ?= 2
+#: Rounds of each PDS and MESH comparison, the servers taking turns (the median ratio is kept).
+BENCH_ROUNDS ?= 3
 
 .PHONY: help install run test lint typecheck unit contract api e2e bench bench-mesh bench-scale reliability clean
 
@@ -39,14 +41,14 @@ test: install lint typecheck ## Lint, type-check and run every test (PostgreSQL 
 
 bench: install ## The harness: bulk load, PDS read, search and the Spine mix against the raw ASGI ceiling (needs wrk); table and plot in docs/benchmarks.*
 	$(BIN)/python -m bench.run --scenario load --patients $(BENCH_PATIENTS)
-	$(BIN)/python -m bench.run --scenario read --patients $(BENCH_PATIENTS) --reuse-store --duration $(BENCH_SECONDS) --workers $(BENCH_WORKERS)
-	$(BIN)/python -m bench.run --scenario search --patients $(BENCH_PATIENTS) --reuse-store --duration $(BENCH_SECONDS) --workers $(BENCH_WORKERS)
-	$(BIN)/python -m bench.run --scenario mix --patients $(BENCH_PATIENTS) --reuse-store --duration $(BENCH_SECONDS) --workers $(BENCH_WORKERS)
-	$(BIN)/python -m bench.run --scenario mix --patients $(BENCH_PATIENTS) --reuse-store --duration $(BENCH_SECONDS) --workers $(BENCH_WORKERS) --connections 64
+	$(BIN)/python -m bench.run --scenario read --patients $(BENCH_PATIENTS) --reuse-store --duration $(BENCH_SECONDS) --workers $(BENCH_WORKERS) --rounds $(BENCH_ROUNDS)
+	$(BIN)/python -m bench.run --scenario search --patients $(BENCH_PATIENTS) --reuse-store --duration $(BENCH_SECONDS) --workers $(BENCH_WORKERS) --rounds $(BENCH_ROUNDS)
+	$(BIN)/python -m bench.run --scenario mix --patients $(BENCH_PATIENTS) --reuse-store --duration $(BENCH_SECONDS) --workers $(BENCH_WORKERS) --rounds $(BENCH_ROUNDS)
+	$(BIN)/python -m bench.run --scenario mix --patients $(BENCH_PATIENTS) --reuse-store --duration $(BENCH_SECONDS) --workers $(BENCH_WORKERS) --rounds $(BENCH_ROUNDS) --connections 64
 	$(BIN)/python -m bench.report --plot docs/benchmarks.png
 
-bench-mesh: install ## MESH against NHS's mesh-sandbox (PyPI) in the same run: 1 KiB send and receive+ack rates, a 1 GiB transfer
-	$(BIN)/python -m bench.mesh --duration 8 --processes 4 --big-mib 1024 --workers $(BENCH_WORKERS)
+bench-mesh: install ## MESH against NHS's mesh-sandbox (PyPI) in the same run: 1 KiB send and receive+ack rates (wrk: 3 rounds, the servers in turns, median ratio), a 1 GiB transfer
+	$(BIN)/python -m bench.mesh --duration 8 --processes 4 --big-mib 1024 --workers $(BENCH_WORKERS) --rounds $(BENCH_ROUNDS)
 
 bench-scale: install ## PDS read and search on a 10M-patient store against the 100k one (about 25 min to build; ~25 GB)
 	OPENSPINE_BENCH_RESULTS=bench/results/scale $(BIN)/python -m bench.run --scenario load --patients 10000000

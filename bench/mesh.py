@@ -1,12 +1,14 @@
 """MESH benchmark: OpenSpine against NHS's own mesh-sandbox, with the same client (mesh-client).
 
-    python -m bench.mesh [--duration 10] [--processes 4] [--big-mib 1024]
+    python -m bench.mesh [--duration 10] [--processes 4] [--big-mib 1024] [--rounds 3]
 
 For each server: 1 KiB messages sent per second, then received and acknowledged per second
 (``--processes`` client processes, each on its own workflow id so that receivers never race),
 then one ``--big-mib`` message sent in 100 MiB chunks and read back (time, and the server's peak
 resident memory from /proc VmHWM); then, on a server started afresh, 1 KiB sends and
-receive+ack with wrk (``--connections``). mesh-sandbox runs in its own virtualenv
+receive+ack with wrk (``--connections``), ``--rounds`` times, the two servers taking turns so
+that both see the machine in the same state (its speed drifts by a quarter from minute to
+minute); the ratio reported is the median of the rounds'. mesh-sandbox runs in its own virtualenv
 (bench/results/mesh-sandbox-venv, created on first use from PyPI) with its file store and full
 authentication, in one process (with more it loses track of messages; see ``serving``);
 OpenSpine runs ``--workers`` web workers. Everything stays on loopback. Writes
@@ -21,6 +23,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -332,30 +335,44 @@ def main() -> None:
     parser.add_argument(
         "--workers", type=int, default=1, help="web worker processes of OpenSpine (mesh-sandbox: 1)"
     )
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="wrk rounds, each server afresh in each, in turns"
+    )
     args = parser.parse_args()
     RESULTS.mkdir(exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="openspine-mesh-bench-"))
+    names = ("OpenSpine", "mesh-sandbox")
     results = []
+    rounds: list[dict[str, dict[str, Any]]] = []
     try:
-        for name in ("OpenSpine", "mesh-sandbox"):
-            # Each group of phases on a server started afresh on an empty store: mesh-sandbox
-            # slows down as it holds more messages (three 8 s wrk send runs in a row,
-            # 2026-11-24: 440, 330 and 245 sends/s; OpenSpine 1,808, 1,624 and 1,629), and its
-            # reset reloads what its file store holds, so the wrk rates depended on how many
-            # messages the mesh-client phases had left.
+        for name in names:
             with serving(name, work / f"{name}-mesh-client", args) as (url, pid, sender, to):
-                result = measure(name, url, sender, to, pid, args)
-            if shutil.which("wrk"):
-                with serving(name, work / f"{name}-wrk", args) as (url, _pid, sender, to):
-                    result["wrk"] = wrk_phases(url, sender, to, args, work)
-            results.append(result)
+                results.append(measure(name, url, sender, to, pid, args))
+        # Each group of phases on a server started afresh on an empty store: mesh-sandbox
+        # slows down as it holds more messages (three 8 s wrk send runs in a row, 2026-11-24:
+        # 440, 330 and 245 sends/s; OpenSpine 1,808, 1,624 and 1,629), and its reset reloads
+        # what its file store holds, so the wrk rates depended on how many messages the
+        # mesh-client phases had left.
+        # The stores stay until the end: deleting mesh-sandbox's thousands of message files
+        # between rounds slowed its next round (368, 259 and 177 sends/s in three rounds,
+        # 2026-11-24): ext4 allocates new inodes past recently freed ones (ADR 0021).
+        for number in range(args.rounds if shutil.which("wrk") else 0):
+            rounds.append({})
+            for name in names:
+                with serving(name, work / f"{name}-wrk-{number}", args) as (url, _, sender, to):
+                    rounds[-1][name] = wrk_phases(url, sender, to, args, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    for result in results:
+        if rounds:
+            result["wrk"] = median_round([r[result["server"]] for r in rounds])
     report = {
         "duration_s": args.duration,
         "processes": args.processes,
         "workers": args.workers,
         "results": results,
+        "wrk_rounds": rounds,
+        "wrk_ratios": [round_ratios(r["OpenSpine"], r["mesh-sandbox"]) for r in rounds],
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     (RESULTS / "mesh.json").write_text(json.dumps(report, indent=2))
@@ -375,17 +392,48 @@ def main() -> None:
             f"{big.get('send_s', '-')} | {big.get('receive_s', '-')} | "
             f"{big.get('server_peak_rss_mib', '-')} |"
         )
-    if len(results) == 2 and "wrk" in results[0] and "wrk" in results[1]:
-        ours, theirs = results[0]["wrk"], results[1]["wrk"]
-        receive = (
-            "not measured (a server ran out of messages)"
-            if ours["ran_out_of_messages"] or theirs["ran_out_of_messages"]
-            else f"{ours['receive_ack_per_s'] / max(theirs['receive_ack_per_s'], 0.1):.1f}x"
-        )
+    if report["wrk_ratios"]:
+        print(f"\nwrk rounds (OpenSpine / mesh-sandbox): {len(rounds)}")
+        for number, ratio in enumerate(report["wrk_ratios"], 1):
+            send, receive = _x(ratio["send"]), _x(ratio["receive_ack"])
+            print(f"  round {number}: send {send}, receive+ack {receive}")
+        sends = [r["send"] for r in report["wrk_ratios"]]
+        receives = [r["receive_ack"] for r in report["wrk_ratios"] if r["receive_ack"] is not None]
         print(
-            f"\nwrk ratio: send {ours['send_per_s'] / max(theirs['send_per_s'], 0.1):.1f}x, "
-            f"receive+ack {receive}"
+            f"wrk ratio, median of the rounds: send {_x(statistics.median(sends))}"
+            f" (lowest {_x(min(sends))}), receive+ack "
+            + (
+                f"{_x(statistics.median(receives))} (lowest {_x(min(receives))})"
+                if receives
+                else "not measured (a server ran out of messages)"
+            )
         )
+
+
+def median_round(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """One server's wrk figures over the rounds: the median of each rate and p99."""
+    numbers = ("send_per_s", "send_p99_ms", "receive_ack_per_s", "receive_p99_ms")
+    summary: dict[str, Any] = {key: statistics.median(r[key] for r in rounds) for key in numbers}
+    summary["send_non2xx"] = sum(r["send_non2xx"] for r in rounds)
+    summary["receive_non2xx"] = sum(r["receive_non2xx"] for r in rounds)
+    summary["ran_out_of_messages"] = any(r["ran_out_of_messages"] for r in rounds)
+    summary["rounds"] = len(rounds)
+    return summary
+
+
+def round_ratios(ours: dict[str, Any], theirs: dict[str, Any]) -> dict[str, float | None]:
+    """One round's ratios; receive+ack is None where either server ran out of messages."""
+    out_of_messages = ours["ran_out_of_messages"] or theirs["ran_out_of_messages"]
+    return {
+        "send": round(ours["send_per_s"] / max(theirs["send_per_s"], 0.1), 2),
+        "receive_ack": None
+        if out_of_messages
+        else round(ours["receive_ack_per_s"] / max(theirs["receive_ack_per_s"], 0.1), 2),
+    }
+
+
+def _x(ratio: float | None) -> str:
+    return "-" if ratio is None else f"{ratio:.1f}x"
 
 
 if __name__ == "__main__":
