@@ -346,6 +346,7 @@ def main() -> None:
     rounds: list[dict[str, dict[str, Any]]] = []
     try:
         for name in names:
+            os.sync()  # see below
             with serving(name, work / f"{name}-mesh-client", args) as (url, pid, sender, to):
                 results.append(measure(name, url, sender, to, pid, args))
         # Each group of phases on a server started afresh on an empty store: mesh-sandbox
@@ -356,9 +357,14 @@ def main() -> None:
         # The stores stay until the end: deleting mesh-sandbox's thousands of message files
         # between rounds slowed its next round (368, 259 and 177 sends/s in three rounds,
         # 2026-11-24): ext4 allocates new inodes past recently freed ones (ADR 0021).
+        # Each server starts with nothing of the last one's left to write back: OpenSpine's
+        # commits sync the whole file system (ADR 0016), and its first round after
+        # mesh-sandbox's 1 GiB transfer, which mesh-sandbox never syncs, paid for writing it
+        # (send p99 297 and 388 ms in two runs, against 11-16 ms in the other rounds).
         for number in range(args.rounds if shutil.which("wrk") else 0):
             rounds.append({})
             for name in names:
+                os.sync()
                 with serving(name, work / f"{name}-wrk-{number}", args) as (url, _, sender, to):
                     rounds[-1][name] = wrk_phases(url, sender, to, args, work)
     finally:
