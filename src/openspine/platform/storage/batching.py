@@ -8,6 +8,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from openspine.platform.audit.chain import chain_hash
 from openspine.platform.storage.ports import AuditRecord, IdempotencyRecord, IndexKey, PutResource
 
@@ -18,7 +20,9 @@ __all__ = [
     "index_changes",
     "index_rows",
     "insert_row",
+    "keys_text",
     "now",
+    "stored_keys",
     "update_row",
 ]
 
@@ -29,6 +33,20 @@ IndexRow = tuple[str, str, str, str]
 def now() -> str:
     """The store's timestamp for a row written now (UTC, seconds)."""
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def keys_text(keys: Iterable[IndexKey] | None) -> str | None:
+    """A resource's search keys as its row keeps them (``index_keys``, migration 0006): a JSON
+    array of ``[param, value]`` pairs, or NULL for none."""
+    pairs = sorted(set(keys or ()))
+    return orjson.dumps(pairs).decode() if pairs else None
+
+
+def stored_keys(text: str | bytes | None) -> list[IndexKey]:
+    """The search keys a row keeps (:func:`keys_text`)."""
+    if not text:
+        return []
+    return [(str(param), str(value)) for param, value in orjson.loads(text)]
 
 
 def insert_row(put: PutResource, at: str) -> tuple[Any, ...]:
@@ -42,6 +60,7 @@ def insert_row(put: PutResource, at: str) -> tuple[Any, ...]:
         put.restricted_body,
         put.successor_id,
         at,
+        keys_text(put.search_keys),
     )
 
 
@@ -58,8 +77,9 @@ def idempotency_row(record: IdempotencyRecord, at: str) -> tuple[Any, ...]:
     )
 
 
-def update_row(put: PutResource, at: str) -> tuple[Any, ...]:
-    """The parameters of ``SQL.UPDATE``: the new version, where the expected one is current."""
+def update_row(put: PutResource, at: str, kept_keys: str | None) -> tuple[Any, ...]:
+    """The parameters of ``SQL.UPDATE``: the new version, where the expected one is current.
+    ``kept_keys``: the row's keys (``index_keys``), kept where the update leaves them alone."""
     return (
         put.version,
         put.state.value,
@@ -67,6 +87,7 @@ def update_row(put: PutResource, at: str) -> tuple[Any, ...]:
         put.restricted_body,
         put.successor_id,
         at,
+        kept_keys if put.search_keys is None else keys_text(put.search_keys),
         put.resource_type,
         put.id,
         put.expected_version,
@@ -84,8 +105,8 @@ def index_changes(
     """The rows to delete (``SQL.INDEX_DELETE_KEY``) and to insert (``SQL.INDEX_INSERT``) so that
     a resource whose keys are ``indexed`` has those of ``put`` instead.
 
-    A key the update keeps is not touched: each row deleted or inserted costs a change in two
-    B-trees (the index and its secondary index by resource), and most updates keep most keys.
+    A key the update keeps is not touched: each row deleted or inserted costs a change in the
+    index's B-tree, and most updates keep most keys.
     A MESH acknowledgement swaps the message's three inbox keys for one purge key and keeps the
     rest; a PDS update that leaves names and birth date alone keeps every key.
     """

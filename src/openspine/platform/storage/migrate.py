@@ -15,10 +15,9 @@ from sqlalchemy.exc import SQLAlchemyError
 __all__ = ["OLDEST_SERVED", "downgrade", "schema_behind", "sqlalchemy_url", "upgrade"]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-#: The oldest schema this code still runs on: 0004 only re-keys SQLite's audit table and 0005 the
-#: used-token table, so a store at 0003 or 0004 works as before (slower); one older lacks tables
-#: the code uses.
-OLDEST_SERVED = "0003"
+#: The oldest schema this code runs on: 0006 gives every resource row its search keys, which
+#: every write now reads and writes (an older store is refused until `openspine migrate`).
+OLDEST_SERVED = "0006"
 
 
 def sqlalchemy_url(store_url: str) -> str:

@@ -46,11 +46,11 @@ _NONCE_PURGE_EVERY = 1000
 
 class _Q:
     GET = for_postgres(SQL.GET)
+    GET_FOR_UPDATE = for_postgres(SQL.GET_FOR_UPDATE)
     COUNT = for_postgres(SQL.COUNT)
     INSERT = for_postgres(SQL.INSERT)
     UPDATE = for_postgres(SQL.UPDATE)
     HISTORY = for_postgres(SQL.HISTORY)
-    INDEX_KEYS = for_postgres(SQL.INDEX_KEYS)
     INDEX_DELETE_KEY = for_postgres(SQL.INDEX_DELETE_KEY)
     INDEX_INSERT = for_postgres(SQL.INDEX_INSERT)
     INDEX_SCAN = for_postgres(SQL.INDEX_SCAN)
@@ -268,7 +268,7 @@ class PostgresStore:
             conn.cursor() as cur,
             cur.copy(
                 "COPY resources (resource_type, id, version, state, body, restricted_body,"
-                " successor_id, updated_at) FROM STDIN"
+                " successor_id, updated_at, index_keys) FROM STDIN"
             ) as copy,
         ):
             for r in resources:
@@ -333,18 +333,16 @@ class PostgresStore:
                 async with conn.cursor() as cur:
                     await cur.executemany(_Q.INDEX_INSERT, batching.index_rows(put))
             return
-        cur = await conn.execute(_Q.GET + " FOR UPDATE", (put.resource_type, put.id))
+        cur = await conn.execute(_Q.GET_FOR_UPDATE + " FOR UPDATE", (put.resource_type, put.id))
         previous = await cur.fetchone()
         if previous is None or previous[0] != put.expected_version:
             raise VersionConflict(f"{put.resource_type}/{put.id}")
+        version, body, keys = previous
         if put.keep_history:
-            await conn.execute(
-                _Q.HISTORY, (put.resource_type, put.id, previous[0], previous[2], now)
-            )
-        await conn.execute(_Q.UPDATE, batching.update_row(put, now))
-        if put.search_keys is not None:
-            indexed = await conn.execute(_Q.INDEX_KEYS, (put.resource_type, put.id))
-            gone, new = batching.index_changes(put, await indexed.fetchall())
+            await conn.execute(_Q.HISTORY, (put.resource_type, put.id, version, body, now))
+        await conn.execute(_Q.UPDATE, batching.update_row(put, now, keys))
+        if put.search_keys is not None:  # the keys it had are in its row (migration 0006)
+            gone, new = batching.index_changes(put, batching.stored_keys(keys))
             async with conn.cursor() as cur:
                 if gone:
                     await cur.executemany(_Q.INDEX_DELETE_KEY, gone)

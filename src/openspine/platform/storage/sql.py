@@ -11,20 +11,24 @@ class SQL:
         " WHERE resource_type = ? AND id = ?"
     )
     COUNT = "SELECT count(*) FROM resources WHERE resource_type = ?"
+    #: What an update needs of the version it replaces: its number, its body (for the
+    #: history) and its search keys (migration 0006).
+    GET_FOR_UPDATE = (
+        "SELECT version, body, index_keys FROM resources WHERE resource_type = ? AND id = ?"
+    )
     INSERT = (
         "INSERT INTO resources (resource_type, id, version, state, body, restricted_body,"
-        " successor_id, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+        " successor_id, updated_at, index_keys) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
     )
     UPDATE = (
         "UPDATE resources SET version = ?, state = ?, body = ?, restricted_body = ?,"
-        " successor_id = ?, updated_at = ? WHERE resource_type = ? AND id = ? AND version = ?"
+        " successor_id = ?, updated_at = ?, index_keys = ?"
+        " WHERE resource_type = ? AND id = ? AND version = ?"
     )
     HISTORY = (
         "INSERT INTO resource_history (resource_type, id, version, body, recorded_at)"
         " VALUES (?, ?, ?, ?, ?)"
     )
-    #: A resource's own keys, from the secondary index alone (it holds the whole primary key).
-    INDEX_KEYS = "SELECT param, value FROM search_index WHERE resource_type = ? AND id = ?"
     INDEX_DELETE_KEY = (
         "DELETE FROM search_index WHERE resource_type = ? AND param = ? AND value = ? AND id = ?"
     )
@@ -42,15 +46,6 @@ class SQL:
         " ORDER BY resource_type, param, value, id ON CONFLICT DO NOTHING"
     )
     INDEX_PENDING_CLEAR = "DELETE FROM search_index_pending"
-    #: How many keys are indexed, counted no further than the bound given (``count(*)`` of a
-    #: national index would read all of it).
-    INDEX_COUNT_UP_TO = "SELECT count(*) FROM (SELECT 1 FROM search_index LIMIT ?)"
-    #: The secondary index of migration 0002, rebuilt by one sort by a merge of more keys than
-    #: the index holds (ADR 0020).
-    INDEX_BY_RESOURCE_DROP = "DROP INDEX ix_search_index_resource"
-    INDEX_BY_RESOURCE_CREATE = (
-        "CREATE INDEX ix_search_index_resource ON search_index (resource_type, id)"
-    )
     INDEX_SCAN = (
         "SELECT id, value FROM search_index WHERE resource_type = ? AND param = ?"
         " AND value >= ? AND value <= ? ORDER BY value LIMIT ?"

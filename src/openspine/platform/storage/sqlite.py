@@ -231,16 +231,8 @@ class SqliteStore:
             pending = int(conn.execute(SQL.INDEX_PENDING_COUNT).fetchone()[0])
             if pending == 0:
                 return 0
-            # More keys arriving than are indexed: the secondary index is built afterwards by
-            # one sort, not kept up to date row by row in resource order (which is random).
-            indexed = int(conn.execute(SQL.INDEX_COUNT_UP_TO, (pending,)).fetchone()[0])
-            rebuild = indexed < pending
-            if rebuild:
-                conn.execute(SQL.INDEX_BY_RESOURCE_DROP)
             conn.execute(SQL.INDEX_PENDING_MERGE)
             conn.execute(SQL.INDEX_PENDING_CLEAR)
-            if rebuild:
-                conn.execute(SQL.INDEX_BY_RESOURCE_CREATE)
             return pending
 
         return await self._exclusive(merge)

@@ -213,14 +213,14 @@ def _put(conn: sqlite3.Connection, put: PutResource, now: str) -> None:
         if put.search_keys:  # a new resource has no keys yet: nothing to look up or delete
             conn.executemany(SQL.INDEX_INSERT, batching.index_rows(put))
         return
-    previous = conn.execute(SQL.GET, (put.resource_type, put.id)).fetchone()
+    previous = conn.execute(SQL.GET_FOR_UPDATE, (put.resource_type, put.id)).fetchone()
     if previous is None or previous[0] != put.expected_version:
         raise VersionConflict(f"{put.resource_type}/{put.id}")
+    version, body, keys = previous
     if put.keep_history:
-        conn.execute(SQL.HISTORY, (put.resource_type, put.id, previous[0], previous[2], now))
-    conn.execute(SQL.UPDATE, batching.update_row(put, now))
-    if put.search_keys is not None:
-        indexed = conn.execute(SQL.INDEX_KEYS, (put.resource_type, put.id)).fetchall()
-        gone, new = batching.index_changes(put, indexed)
+        conn.execute(SQL.HISTORY, (put.resource_type, put.id, version, body, now))
+    conn.execute(SQL.UPDATE, batching.update_row(put, now, keys))
+    if put.search_keys is not None:  # the keys it had are in its row (migration 0006)
+        gone, new = batching.index_changes(put, batching.stored_keys(keys))
         conn.executemany(SQL.INDEX_DELETE_KEY, gone)
         conn.executemany(SQL.INDEX_INSERT, new)
