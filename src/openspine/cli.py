@@ -132,6 +132,13 @@ def demo(
         settings = create_keys_and_settings(data_dir, store_url).with_base_url(base_url)
         loaded = asyncio.run(_load_demo(data_dir, settings, patients, seed))
         err.print(f"Loaded {loaded:,} patients into {data_dir}")
+    else:
+        # A demo store made by an earlier version is brought up to date here; `serve` leaves
+        # that to the operator (`openspine migrate`).
+        behind = schema_behind(_settings(data_dir).store_url)
+        if behind is not None:
+            err.print(f"Migrating the demo store from {behind[0] or 'no revision'} to {behind[1]}")
+            upgrade(_settings(data_dir).store_url)
     ensure_mesh_setup(data_dir)
     settings = _settings(data_dir, base_url)
     refresh_credentials(data_dir, settings)

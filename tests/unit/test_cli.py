@@ -38,3 +38,20 @@ def test_serve_defaults_to_one_worker_per_available_core(
     result = CliRunner().invoke(cli.main, ["serve", "--data-dir", str(tmp_path), *given])
     assert result.exit_code == 0, result.output
     assert started == [(tmp_path.resolve(), "127.0.0.1", 8000, expected)]
+
+
+def test_demo_brings_an_earlier_demo_store_up_to_date(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from openspine.platform.storage.migrate import downgrade, schema_behind
+    from openspine.synth.demo import create_keys_and_settings
+
+    url = create_keys_and_settings(tmp_path).store_url
+    downgrade(url, "0005")  # as 0.8.5 left it
+    assert schema_behind(url) == ("0005", "0006")
+    monkeypatch.setattr(cli, "_serve", lambda *args: None)
+    # Not a loaded demo: no demo users' credentials to refresh.
+    monkeypatch.setattr(cli, "refresh_credentials", lambda *args: None)
+    result = CliRunner().invoke(cli.main, ["demo", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert schema_behind(url) is None
