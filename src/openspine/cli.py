@@ -135,10 +135,11 @@ def demo(
     else:
         # A demo store made by an earlier version is brought up to date here; `serve` leaves
         # that to the operator (`openspine migrate`).
-        behind = schema_behind(_settings(data_dir).store_url)
+        store = _settings(data_dir).store_url
+        behind = schema_behind(store)
         if behind is not None:
             err.print(f"Migrating the demo store from {behind[0] or 'no revision'} to {behind[1]}")
-            upgrade(_settings(data_dir).store_url)
+            upgrade(store)
     ensure_mesh_setup(data_dir)
     settings = _settings(data_dir, base_url)
     refresh_credentials(data_dir, settings)
