@@ -6,6 +6,7 @@ import contextlib
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -30,3 +31,14 @@ def throwaway_database(prefix: str) -> Iterator[str]:
     finally:
         with psycopg.connect(PG_URL, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextlib.contextmanager
+def empty_store(kind: str, tmp_path: Path, name: str) -> Iterator[str]:
+    """The URL of a store not yet created: a SQLite file under ``tmp_path``, or a throwaway
+    PostgreSQL database (``kind``: "sqlite" or "postgres")."""
+    if kind == "sqlite":
+        yield f"sqlite:///{tmp_path / name}.db"
+        return
+    with throwaway_database(f"openspine_{name}") as url:
+        yield url

@@ -3,10 +3,8 @@ resource gone; an update then replaces exactly the keys the row names."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +13,7 @@ import pytest
 from openspine.platform.storage.factory import open_store
 from openspine.platform.storage.migrate import downgrade, upgrade
 from openspine.platform.storage.ports import PutResource, WriteSet
-from tests.postgres import throwaway_database
+from tests.postgres import empty_store
 
 pytestmark = pytest.mark.anyio
 
@@ -25,15 +23,6 @@ RESOURCES = [
     ("p2", [], [("family", "JONES"), ("given", "ANN")]),
     ("p3", [], []),
 ]
-
-
-@contextlib.contextmanager
-def empty_store(kind: str, tmp_path: Path) -> Iterator[str]:
-    if kind == "sqlite":
-        yield f"sqlite:///{tmp_path / 'keys.db'}"
-        return
-    with throwaway_database("openspine_index_keys") as url:
-        yield url
 
 
 def run(url: str, statements: list[tuple[str, tuple[Any, ...]]]) -> list[list[tuple[Any, ...]]]:
@@ -97,7 +86,7 @@ def index_names(url: str) -> set[str]:
 async def test_the_keys_move_into_their_rows_and_updates_use_them(
     kind: str, tmp_path: Path
 ) -> None:
-    with empty_store(kind, tmp_path) as url:
+    with empty_store(kind, tmp_path, "index_keys") as url:
         upgrade(url, "0005")
         written_at_0005(url)
         assert "ix_search_index_resource" in index_names(url)

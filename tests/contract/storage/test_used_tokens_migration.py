@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,20 +10,11 @@ import pytest
 from openspine.platform.storage.factory import open_store
 from openspine.platform.storage.migrate import downgrade, upgrade
 from openspine.platform.storage.ports import ConsumeNonce, NonceReplayed, WriteSet
-from tests.postgres import throwaway_database
+from tests.postgres import empty_store
 
 pytestmark = pytest.mark.anyio
 
 USED = ConsumeNonce("mesh:ALICE", "nonce-1:1", 2_000_000_000)
-
-
-@contextlib.contextmanager
-def empty_store(kind: str, tmp_path: Path) -> Iterator[str]:
-    if kind == "sqlite":
-        yield f"sqlite:///{tmp_path / 'tokens.db'}"
-        return
-    with throwaway_database("openspine_tokens") as url:
-        yield url
 
 
 def key_columns(url: str) -> list[str]:
@@ -57,7 +46,7 @@ async def consume(url: str, nonce: ConsumeNonce) -> None:
 
 @pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 async def test_a_token_used_before_the_upgrade_stays_used(kind: str, tmp_path: Path) -> None:
-    with empty_store(kind, tmp_path) as url:
+    with empty_store(kind, tmp_path, "tokens") as url:
         upgrade(url, "0004")
         assert key_columns(url) == ["issuer", "value"]
         await consume(url, USED)
