@@ -27,7 +27,7 @@ from openspine.platform.audit.verify import VerificationResult, verify_chain
 from openspine.platform.errors import SpineError
 from openspine.platform.security.keys import load_private_key
 from openspine.platform.storage.migrate import OLDEST_SERVED, schema_behind, upgrade
-from openspine.platform.storage.ports import StoreUnavailable
+from openspine.platform.storage.ports import AuditChain, StoreUnavailable
 from openspine.settings import Settings, SettingsError
 from openspine.synth.credentials import (
     app_token_form,
@@ -339,18 +339,21 @@ def audit() -> None:
 @audit.command("verify")
 @DATA_DIR
 def audit_verify(data_dir: Path) -> None:
-    """Check the whole audit chain; exit 1 naming the first bad event."""
+    """Check both audit chains whole (ADR 0025); exit 1 naming the first bad event of each."""
     settings = _settings(data_dir)
-    result = asyncio.run(_verify(settings))
-    if result.ok:
-        click.echo(f"audit chain intact: {result.checked} events verified")
-        return
-    err.print(
-        f"[red]audit chain broken at event {result.first_bad_seq}"
-        f"{' (' + result.first_bad_event + ')' if result.first_bad_event else ''}: "
-        f"{result.problem}[/red] ({result.checked} events verified before it)"
-    )
-    sys.exit(1)
+    broken = False
+    for chain, result in asyncio.run(_verify(settings)):
+        if result.ok:
+            click.echo(f"audit chain {chain} intact: {result.checked} events verified")
+            continue
+        broken = True
+        err.print(
+            f"[red]audit chain {chain} broken at event {result.first_bad_seq}"
+            f"{' (' + result.first_bad_event + ')' if result.first_bad_event else ''}: "
+            f"{result.problem}[/red] ({result.checked} events verified before it)"
+        )
+    if broken:
+        sys.exit(1)
 
 
 @main.group()
@@ -395,11 +398,11 @@ def _operate(data_dir: Path, action: Callable[[Platform, AuditContext], Awaitabl
         sys.exit(1)
 
 
-async def _verify(settings: Settings) -> VerificationResult:
+async def _verify(settings: Settings) -> list[tuple[AuditChain, VerificationResult]]:
     platform = build_platform(settings)
     await platform.store.start()
     try:
-        return await verify_chain(platform.store)
+        return [(chain, await verify_chain(platform.store, chain)) for chain in AuditChain]
     finally:
         await platform.store.close()
 

@@ -9,6 +9,7 @@ import pytest
 
 from openspine.app import build_platform
 from openspine.platform.audit.verify import verify_chain
+from openspine.platform.storage.ports import AuditChain
 from openspine.settings import Settings
 from tests.api.helpers import app_token, user_token
 from tests.conftest import PATIENT_BASE, Clients, pds_stub
@@ -133,19 +134,21 @@ async def test_roles_with_view_demographics_may_read(
     assert response.status_code == 200
 
 
-async def test_every_read_is_audited_in_the_chain(
+async def test_every_read_is_audited_in_the_access_chain(
     client: httpx.AsyncClient, clients: Clients, demo_settings: Settings
 ) -> None:
     token = await user_token(client, clients, GP)
     platform = build_platform(demo_settings)
     await platform.store.start()
     try:
-        before, _ = await platform.store.audit_head()
+        before, _ = await platform.store.audit_head(AuditChain.ACCESS)
+        changes_before = await platform.store.audit_head(AuditChain.MAIN)
         await read(client, token, "9000000017", **{"X-Correlation-ID": "corr-42"})
         await read(client, token, "9111231130")
-        after, _ = await platform.store.audit_head()
+        after, _ = await platform.store.audit_head(AuditChain.ACCESS)
         assert after == before + 2
-        rows = [row async for row in platform.store.audit_rows()][-2:]
+        assert await platform.store.audit_head(AuditChain.MAIN) == changes_before
+        rows = [row async for row in platform.store.audit_rows(AuditChain.ACCESS)][-2:]
         first, second = (json.loads(row.payload) for row in rows)
         assert first["action"] == "pds.patient.read"
         assert first["patients"] == ["9000000017"]
@@ -153,7 +156,7 @@ async def test_every_read_is_audited_in_the_chain(
         assert first["correlation_id"] == "corr-42"
         assert first["who"]["role_profile"] == clients.user(GP)[1]
         assert second["outcome"] == "failure"
-        assert (await verify_chain(platform.store)).ok
+        assert (await verify_chain(platform.store, AuditChain.ACCESS)).ok
     finally:
         await platform.store.close()
 

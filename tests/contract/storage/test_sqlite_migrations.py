@@ -11,7 +11,7 @@ from openspine.platform.audit.events import AuditAction, AuditContext, AuditOutc
 from openspine.platform.audit.verify import verify_chain
 from openspine.platform.storage.factory import open_store
 from openspine.platform.storage.migrate import downgrade, schema_behind, upgrade
-from openspine.platform.storage.ports import WriteSet
+from openspine.platform.storage.ports import ConsumeNonce, WriteSet
 
 pytestmark = pytest.mark.anyio
 
@@ -45,7 +45,10 @@ async def write_events(url: str, count: int) -> None:
                 context=AuditContext(None, None),
                 detail=f"event {n}",
             )
-            await store.write(WriteSet(audit=[event]))
+            # With a change (a used token): the event joins the main chain. A read's would go
+            # to the access chain, which a store older than 0007 has not got (ADR 0025).
+            used = ConsumeNonce("test", event.event_id, 2_000_000_000)
+            await store.write(WriteSet(nonces=[used], audit=[event]))
     finally:
         await store.close()
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 
@@ -17,6 +18,7 @@ from openspine.platform.storage.file_sync import HAVE_SYNCFS
 from openspine.platform.storage.migrate import upgrade
 from openspine.platform.storage.ports import (
     AlreadyExists,
+    AuditChain,
     ConsumeNonce,
     IdempotencyKeyTaken,
     IdempotencyRecord,
@@ -31,13 +33,19 @@ from openspine.platform.storage.ports import (
     WriteSet,
 )
 from openspine.platform.storage.sqlite import SqliteStore
+from openspine.platform.storage.sqlite_access import access_path
 from openspine.platform.storage.sqlite_writer import WriterProcess, start_writer_process
 from tests.contract.storage.records import audit_event
 from tests.postgres import throwaway_database
 
 pytestmark = pytest.mark.anyio
 
-Execute = Callable[[str], None]
+
+class Execute(Protocol):
+    """Runs SQL on the store behind the adapter; ``access``: on the access chain's tables
+    (on SQLite, in the access file; ADR 0025)."""
+
+    def __call__(self, statement: str, *, access: bool = False) -> None: ...
 
 
 def put(
@@ -60,8 +68,8 @@ def _backend(kind: str, tmp_path: Path) -> Iterator[tuple[str, Execute]]:
         path = tmp_path / "contract.db"
         upgrade(f"sqlite:///{path}")
 
-        def execute(statement: str) -> None:
-            with sqlite3.connect(path) as conn:
+        def execute(statement: str, *, access: bool = False) -> None:
+            with sqlite3.connect(access_path(path) if access else path) as conn:
                 conn.executescript(statement)
             conn.close()
 
@@ -72,7 +80,7 @@ def _backend(kind: str, tmp_path: Path) -> Iterator[tuple[str, Execute]]:
 
         upgrade(url)
 
-        def execute_pg(statement: str) -> None:
+        def execute_pg(statement: str, *, access: bool = False) -> None:
             with psycopg.connect(url, autocommit=True) as conn:
                 conn.execute(statement)
 
@@ -376,74 +384,70 @@ async def test_bulk_load_is_audited(store_and_sql: tuple[Store, Execute]) -> Non
     assert result.checked == 1
 
 
-async def _chain_of(store: Store, n: int) -> None:
-    for _ in range(n):
-        await store.write(WriteSet(audit=[audit_event()]))
+async def _chain_of(store: Store, chain: AuditChain, n: int) -> None:
+    for i in range(n):
+        if chain is AuditChain.ACCESS:  # events alone, as a read writes them
+            await store.write(WriteSet(audit=[audit_event()]))
+        else:  # events with the change they record
+            await store.write(WriteSet(puts=[put(f"chained-{i}")], audit=[audit_event()]))
 
 
+@pytest.mark.parametrize("chain", list(AuditChain))
 @pytest.mark.parametrize(
     ("tamper", "bad_seq"),
     [
-        ("UPDATE audit_events SET payload = payload || payload WHERE seq = 3", 3),
-        ("DELETE FROM audit_events WHERE seq = 4", 4),
+        ("UPDATE {t} SET payload = payload || payload WHERE seq = 3", 3),
+        ("DELETE FROM {t} WHERE seq = 4", 4),
         (
-            "UPDATE audit_events SET seq = -1 WHERE seq = 2;"
-            " UPDATE audit_events SET seq = 2 WHERE seq = 5;"
-            " UPDATE audit_events SET seq = 5 WHERE seq = -1",
+            "UPDATE {t} SET seq = -1 WHERE seq = 2;"
+            " UPDATE {t} SET seq = 2 WHERE seq = 5;"
+            " UPDATE {t} SET seq = 5 WHERE seq = -1",
             2,
         ),
-        ("DELETE FROM audit_events WHERE seq = 6", 6),
+        ("DELETE FROM {t} WHERE seq = 6", 6),
     ],
     ids=["edit", "delete", "reorder", "truncate"],
 )
 async def test_tampering_is_detected(
-    store_and_sql: tuple[Store, Execute], tamper: str, bad_seq: int
+    store_and_sql: tuple[Store, Execute], tamper: str, bad_seq: int, chain: AuditChain
 ) -> None:
     store, execute = store_and_sql
-    await _chain_of(store, 6)
-    assert (await verify_chain(store)).ok
-    execute(tamper)
-    result = await verify_chain(store)
+    await _chain_of(store, chain, 6)
+    assert (await verify_chain(store, chain)).ok
+    other = AuditChain.MAIN if chain is AuditChain.ACCESS else AuditChain.ACCESS
+    untouched = await verify_chain(store, other)
+    table = "access_events" if chain is AuditChain.ACCESS else "audit_events"
+    execute(tamper.format(t=table), access=chain is AuditChain.ACCESS)
+    result = await verify_chain(store, chain)
     assert not result.ok
     assert result.first_bad_seq == bad_seq
+    assert await verify_chain(store, other) == untouched  # each chain stands on its own
 
 
-async def test_one_store_of_many_leads_a_duty_until_it_closes(
-    two_stores: tuple[Store, Store],
+async def test_events_alone_go_to_the_access_chain(
+    store_and_sql: tuple[Store, Execute],
 ) -> None:
-    first, second = two_stores
-    assert await first.lead("mesh-jobs")
-    assert await first.lead("mesh-jobs")  # held: still the leader
-    assert not await second.lead("mesh-jobs")
-    assert await second.lead("eps-jobs")  # each duty has its own lease
-    assert not await first.lead("eps-jobs")
-    await first.close()  # as a process that stops or dies: its leases are freed
-    assert await second.lead("mesh-jobs")
-    with pytest.raises(ValueError, match="not a duty name"):
-        await second.lead("../escape")
-
-
-@pytest.mark.postgres
-async def test_a_lease_whose_session_was_ended_is_taken_again(tmp_path: Path) -> None:
-    """PostgreSQL frees a session's advisory locks when it ends (here: terminated by an
-    operator); the leader notices at its next turn and takes the lease again."""
-    with _backend("postgres", tmp_path) as (url, execute):
-        store = open_store(url, max_batch=64)
-        await store.start()
-        try:
-            assert await store.lead("mesh-jobs")
-            execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_locks"
-                " WHERE locktype = 'advisory' AND database ="
-                " (SELECT oid FROM pg_database WHERE datname = current_database())"
-            )
-            await asyncio.sleep(0.2)
-            assert await store.lead("mesh-jobs")
-            other = open_store(url, max_batch=64)
-            await other.start()
-            try:
-                assert not await other.lead("mesh-jobs")  # held again, by the first store
-            finally:
-                await other.close()
-        finally:
-            await store.close()
+    """A read's events, alone in their write set, are appended to the access chain; events
+    with a change stay with it in the main chain, each chain numbered from 1 (ADR 0025)."""
+    store, _ = store_and_sql
+    reads = await asyncio.gather(*(store.write(WriteSet(audit=[audit_event()])) for _ in range(5)))
+    changed = await store.write(WriteSet(puts=[put("changed")], audit=[audit_event()]))
+    both = await asyncio.gather(
+        store.write(WriteSet(audit=[audit_event(), audit_event()])),
+        store.write(WriteSet(puts=[put("changed-too")], audit=[audit_event()])),
+    )
+    assert sorted(seq for r in reads for seq in r.audit_seqs) == [1, 2, 3, 4, 5]
+    assert changed.audit_seqs == (1,)
+    assert both[0].audit_seqs == (6, 7)
+    assert both[1].audit_seqs == (2,)
+    assert (await store.audit_head(AuditChain.ACCESS))[0] == 7
+    assert (await store.audit_head(AuditChain.MAIN))[0] == 2
+    access = [row async for row in store.audit_rows(AuditChain.ACCESS)]
+    main = [row async for row in store.audit_rows(AuditChain.MAIN)]
+    assert [row.seq for row in access] == [1, 2, 3, 4, 5, 6, 7]
+    assert [row.seq for row in main] == [1, 2]
+    assert not {row.event_id for row in access} & {row.event_id for row in main}
+    for chain, count in ((AuditChain.ACCESS, 7), (AuditChain.MAIN, 2)):
+        result = await verify_chain(store, chain)
+        assert result.ok
+        assert result.checked == count

@@ -1,4 +1,5 @@
-"""Verification of the whole audit chain, as run by ``openspine audit verify``."""
+"""Verification of an audit chain from its genesis, as run by ``openspine audit verify`` for
+each of the two (:class:`AuditChain`, ADR 0025)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from openspine.platform.audit.chain import GENESIS_HASH, chain_hash
-from openspine.platform.storage.ports import Store
+from openspine.platform.storage.ports import AuditChain, Store
 
 __all__ = ["VerificationResult", "verify_chain"]
 
@@ -21,13 +22,15 @@ class VerificationResult:
 
 
 async def verify_chain(
-    store: Store, progress: Callable[[int], None] | None = None
+    store: Store,
+    chain: AuditChain = AuditChain.MAIN,
+    progress: Callable[[int], None] | None = None,
 ) -> VerificationResult:
-    """Walk the chain from the genesis; stop at the first event that does not hold."""
+    """Walk ``chain`` from the genesis; stop at the first event that does not hold."""
     prev_hash = GENESIS_HASH
     expected_seq = 1
     checked = 0
-    async for row in store.audit_rows():
+    async for row in store.audit_rows(chain):
         if row.seq != expected_seq:
             return VerificationResult(
                 False,
@@ -49,7 +52,7 @@ async def verify_chain(
         checked += 1
         if progress is not None:
             progress(checked)
-    head_seq, head_hash = await store.audit_head()
+    head_seq, head_hash = await store.audit_head(chain)
     if head_seq != checked or head_hash != prev_hash:
         return VerificationResult(
             False,

@@ -2,6 +2,7 @@
 
 from openspine.platform.storage.ports import (
     AlreadyExists,
+    AuditChain,
     AuditRecord,
     AuditRow,
     ConsumeNonce,
@@ -22,6 +23,7 @@ from openspine.platform.storage.ports import (
 
 __all__ = [
     "AlreadyExists",
+    "AuditChain",
     "AuditRecord",
     "AuditRow",
     "ConsumeNonce",

@@ -15,9 +15,10 @@ from sqlalchemy.exc import SQLAlchemyError
 __all__ = ["OLDEST_SERVED", "downgrade", "schema_behind", "sqlalchemy_url", "upgrade"]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-#: The oldest schema this code runs on: 0006 gives every resource row its search keys, which
-#: every write now reads and writes (an older store is refused until `openspine migrate`).
-OLDEST_SERVED = "0006"
+#: The oldest schema this code runs on: 0007 adds the ``access`` audit chain, where every read's
+#: event goes (on SQLite, a file of its own); 0006 gave every resource row its search keys. An
+#: older store is refused until `openspine migrate`.
+OLDEST_SERVED = "0007"
 
 
 def sqlalchemy_url(store_url: str) -> str:

@@ -4,6 +4,10 @@ A write is a declarative :class:`WriteSet` (conditional resource puts, audit eve
 messages, an idempotency record, single-use nonces) that the adapter's group-commit writer applies
 atomically: all of it commits, or none of it does. Reads return stored bytes untouched.
 
+The audit trail is two hash chains (:class:`AuditChain`, ADR 0025): the events of a write set
+that changes something are appended to ``main`` in the change's own transaction; the events of a
+write set of nothing but events (a read, a search, a refusal) to ``access``.
+
 Adapters translate their driver's exceptions into :class:`StoreError` subclasses; nothing above
 this package sees a driver type. The port is async: the SQLite adapter answers point reads
 synchronously inside the coroutine (cheaper than a thread hop, see ADR 0004), the PostgreSQL
@@ -19,6 +23,7 @@ from typing import Any, Protocol
 
 __all__ = [
     "AlreadyExists",
+    "AuditChain",
     "AuditRecord",
     "AuditRow",
     "ConsumeNonce",
@@ -130,6 +135,16 @@ class PutResource:
         )
 
 
+class AuditChain(StrEnum):
+    """The audit trail's two hash chains, each verified on its own (ADR 0025)."""
+
+    #: Events committed with the change they record, in its transaction.
+    MAIN = "main"
+    #: Events of write sets with nothing else in them: who read, searched or was refused what.
+    #: Kept apart so that recording a read does not change the data the readers cache.
+    ACCESS = "access"
+
+
 @dataclass(frozen=True, slots=True)
 class AuditRecord:
     """One audit event's canonical bytes; the writer chains it (sequence number and hash)."""
@@ -195,7 +210,8 @@ class WriteSet:
         return not (self.puts or self.audit or self.outbox or self.nonces or self.idempotency)
 
     def is_audit_only(self) -> bool:
-        """Nothing but audit events: nothing conditional, so nothing to roll back alone."""
+        """Nothing but audit events: nothing conditional, so nothing to roll back alone. Its
+        events go to the ``access`` chain, the others' to ``main`` (:class:`AuditChain`)."""
         return not (self.puts or self.outbox or self.nonces or self.idempotency)
 
 
@@ -256,8 +272,10 @@ class Store(Protocol):
         ask takes it. Raise :class:`StoreUnavailable` if the store cannot say.
         """
 
-    def audit_rows(self, batch_size: int = 5000) -> AsyncIterator[AuditRow]:
-        """Every audit row in sequence order."""
+    def audit_rows(
+        self, chain: AuditChain = AuditChain.MAIN, batch_size: int = 5000
+    ) -> AsyncIterator[AuditRow]:
+        """Every row of ``chain`` in sequence order."""
 
-    async def audit_head(self) -> tuple[int, str]:
-        """The chain head (last sequence number, its hash) as recorded by the writer."""
+    async def audit_head(self, chain: AuditChain = AuditChain.MAIN) -> tuple[int, str]:
+        """The head of ``chain`` (last sequence number, its hash) as recorded by the writer."""

@@ -1,8 +1,10 @@
 """PostgreSQL adapter: psycopg 3 with an async pool and an async group-commit writer task.
 
 The writer takes every waiting write set (up to ``max_batch``), applies each inside a savepoint
-of one transaction, commits once and answers them all. The audit chain head row is locked
-(``SELECT … FOR UPDATE``) for the batch, so API nodes on many machines append one chain.
+of one transaction, commits once and answers them all. The head row of each audit chain the batch
+appends to is locked (``SELECT … FOR UPDATE``, ``main`` before ``access``) for the batch, so API
+nodes on many machines append the same two chains (ADR 0025): write sets of nothing but events
+(reads) go to ``access`` with one ``executemany``, the others' events to ``main``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from openspine.platform.storage.batching import ChainCursor
 from openspine.platform.storage.file_sync import sync_file_systems
 from openspine.platform.storage.ports import (
     AlreadyExists,
+    AuditChain,
     AuditRecord,
     AuditRow,
     IdempotencyKeyTaken,
@@ -59,6 +62,11 @@ class _Q:
     AUDIT_HEAD_SET = for_postgres(SQL.AUDIT_HEAD_SET)
     AUDIT_INSERT = for_postgres(SQL.AUDIT_INSERT)
     AUDIT_ROWS = for_postgres(SQL.AUDIT_ROWS)
+    ACCESS_HEAD_LOCK = SQL.ACCESS_HEAD + " FOR UPDATE"
+    ACCESS_HEAD = SQL.ACCESS_HEAD
+    ACCESS_HEAD_SET = for_postgres(SQL.ACCESS_HEAD_SET)
+    ACCESS_INSERT = for_postgres(SQL.ACCESS_INSERT)
+    ACCESS_ROWS = for_postgres(SQL.ACCESS_ROWS)
     OUTBOX_INSERT = for_postgres(SQL.OUTBOX_INSERT)
     NONCE_INSERT = for_postgres(SQL.NONCE_INSERT)
     NONCE_PURGE = for_postgres(SQL.NONCE_PURGE)
@@ -67,6 +75,14 @@ class _Q:
     INDEX_PENDING_COUNT = SQL.INDEX_PENDING_COUNT
     INDEX_PENDING_MERGE = SQL.INDEX_PENDING_MERGE
     INDEX_PENDING_CLEAR = SQL.INDEX_PENDING_CLEAR
+
+
+async def _head(conn: psycopg.AsyncConnection[Any], lock: str) -> ChainCursor:
+    """A chain's head, locked until the transaction ends (``lock``: its ``FOR UPDATE`` query)."""
+    cur = await conn.execute(lock)
+    head = await cur.fetchone()
+    assert head is not None, "migrations 0001 and 0007 create the head rows"
+    return ChainCursor(int(head[0]), str(head[1]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,11 +187,14 @@ class PostgresStore:
     async def lead(self, duty: str) -> bool:
         return await self._leases.lead(duty)
 
-    async def audit_rows(self, batch_size: int = 5000) -> AsyncIterator[AuditRow]:
+    async def audit_rows(
+        self, chain: AuditChain = AuditChain.MAIN, batch_size: int = 5000
+    ) -> AsyncIterator[AuditRow]:
         after = 0
+        query = _Q.AUDIT_ROWS if chain is AuditChain.MAIN else _Q.ACCESS_ROWS
         while True:
             async with self._pool.connection() as conn:
-                cur = await conn.execute(_Q.AUDIT_ROWS, (after, batch_size))
+                cur = await conn.execute(query, (after, batch_size))
                 rows = await cur.fetchall()
             if not rows:
                 return
@@ -183,9 +202,10 @@ class PostgresStore:
                 yield AuditRow(seq, event_id, recorded_at, bytes(payload), prev_hash, hash_)
             after = rows[-1][0]
 
-    async def audit_head(self) -> tuple[int, str]:
-        row = await self._fetchone(_Q.AUDIT_HEAD, ())
-        assert row is not None, "migration 0001 creates the head row"
+    async def audit_head(self, chain: AuditChain = AuditChain.MAIN) -> tuple[int, str]:
+        query = _Q.AUDIT_HEAD if chain is AuditChain.MAIN else _Q.ACCESS_HEAD
+        row = await self._fetchone(query, ())
+        assert row is not None, "migrations 0001 and 0007 create the head rows"
         return int(row[0]), str(row[1])
 
     async def write(self, writes: WriteSet) -> WriteResult:
@@ -232,28 +252,40 @@ class PostgresStore:
         sync_dirs = [d for job, _ in batch if isinstance(job, WriteSet) for d in job.sync_dirs]
         if sync_dirs:  # files the batch's records name, durable before the records are
             await asyncio.to_thread(sync_file_systems, sync_dirs)
+        events_only = [isinstance(job, WriteSet) and job.is_audit_only() for job, _ in batch]
         async with self._pool.connection() as conn, conn.transaction():
-            cur = await conn.execute(_Q.AUDIT_HEAD_LOCK)
-            head = await cur.fetchone()
-            assert head is not None
-            cursor = ChainCursor(int(head[0]), str(head[1]))
-            start = cursor.mark()
-            for job, _future in batch:
-                mark = cursor.mark()
+            main = None if all(events_only) else await _head(conn, _Q.AUDIT_HEAD_LOCK)
+            access = await _head(conn, _Q.ACCESS_HEAD_LOCK) if any(events_only) else None
+            start = main.mark() if main is not None else None
+            access_rows: list[tuple[int, str, str, bytes, str, str]] = []
+            for (job, _future), only in zip(batch, events_only, strict=True):
+                if only:  # a read's events: nothing in them can fail alone (no savepoint)
+                    assert access is not None
+                    assert isinstance(job, WriteSet)
+                    rows = [access.link(record) for record in job.audit]
+                    access_rows.extend(rows)
+                    results.append(WriteResult(tuple(row[0] for row in rows)))
+                    continue
+                assert main is not None
+                mark = main.mark()
                 try:
                     async with conn.transaction():
                         if isinstance(job, WriteSet):
-                            outcome: object = await self._apply(conn, job, cursor)
+                            outcome: object = await self._apply(conn, job, main)
                         elif job is _MERGE_PENDING:
                             outcome = await self._merge_pending(conn)
                         else:
-                            outcome = await self._bulk(conn, job, cursor)
+                            outcome = await self._bulk(conn, job, main)
                 except StoreError as exc:
-                    cursor.rewind(mark)
+                    main.rewind(mark)
                     outcome = exc
                 results.append(outcome)
-            if cursor.mark() != start:
-                await conn.execute(_Q.AUDIT_HEAD_SET, cursor.mark())
+            if access is not None and access_rows:
+                async with conn.cursor() as cur:
+                    await cur.executemany(_Q.ACCESS_INSERT, access_rows)
+                await conn.execute(_Q.ACCESS_HEAD_SET, access.mark())
+            if main is not None and main.mark() != start:
+                await conn.execute(_Q.AUDIT_HEAD_SET, main.mark())
             self._batches += 1
             if self._batches % _NONCE_PURGE_EVERY == 0:
                 await conn.execute(_Q.NONCE_PURGE, (int(time.time()),))

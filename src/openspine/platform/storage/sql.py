@@ -60,6 +60,18 @@ class SQL:
         "SELECT seq, event_id, recorded_at, payload, prev_hash, hash FROM audit_events"
         " WHERE seq > ? ORDER BY seq LIMIT ?"
     )
+    #: The ``access`` chain (ADR 0025): the same columns in ``access_events``, and its head in
+    #: ``audit_head`` (on SQLite, both in the store's access file).
+    ACCESS_HEAD = "SELECT seq, hash FROM audit_head WHERE chain = 'access'"
+    ACCESS_HEAD_SET = "UPDATE audit_head SET seq = ?, hash = ? WHERE chain = 'access'"
+    ACCESS_INSERT = (
+        "INSERT INTO access_events (seq, event_id, recorded_at, payload, prev_hash, hash)"
+        " VALUES (?, ?, ?, ?, ?, ?)"
+    )
+    ACCESS_ROWS = (
+        "SELECT seq, event_id, recorded_at, payload, prev_hash, hash FROM access_events"
+        " WHERE seq > ? ORDER BY seq LIMIT ?"
+    )
     OUTBOX_INSERT = "INSERT INTO outbox (topic, msg_key, payload, created_at) VALUES (?, ?, ?, ?)"
     NONCE_INSERT = "INSERT INTO used_nonces (issuer, value, expires_at) VALUES (?, ?, ?)"
     NONCE_PURGE = "DELETE FROM used_nonces WHERE expires_at < ?"

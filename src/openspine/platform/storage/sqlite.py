@@ -17,10 +17,11 @@ store's writer lock, so any number of processes may write one file (ADR 0014).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,6 +29,7 @@ from openspine.platform.storage import batching
 from openspine.platform.storage.batching import ChainCursor
 from openspine.platform.storage.leases import FileLeases
 from openspine.platform.storage.ports import (
+    AuditChain,
     AuditRecord,
     AuditRow,
     IdempotencyRecord,
@@ -39,6 +41,7 @@ from openspine.platform.storage.ports import (
     WriteSet,
 )
 from openspine.platform.storage.sql import SQL
+from openspine.platform.storage.sqlite_access import open_access
 from openspine.platform.storage.sqlite_commit import Committer, connect
 from openspine.platform.storage.sqlite_writer import WriterLink, WriterUnreachable
 
@@ -172,22 +175,43 @@ class SqliteStore:
             return None
         return IdempotencyRecord(caller, request_id, row[0], row[1], row[2], row[3])
 
-    async def audit_rows(self, batch_size: int = 5000) -> AsyncIterator[AuditRow]:
+    async def audit_rows(
+        self, chain: AuditChain = AuditChain.MAIN, batch_size: int = 5000
+    ) -> AsyncIterator[AuditRow]:
         after = 0
-        conn = self._reader()
-        while True:
-            rows = conn.execute(SQL.AUDIT_ROWS, (after, batch_size)).fetchall()
-            if not rows:
-                return
-            for seq, event_id, recorded_at, payload, prev_hash, hash_ in rows:
-                if not isinstance(payload, bytes):  # a value rewritten as text by hand
-                    payload = str(payload).encode()
-                yield AuditRow(seq, event_id, recorded_at, payload, prev_hash, hash_)
-            after = rows[-1][0]
+        query = SQL.AUDIT_ROWS if chain is AuditChain.MAIN else SQL.ACCESS_ROWS
+        with self._chain_reader(chain) as conn:
+            while True:
+                rows = conn.execute(query, (after, batch_size)).fetchall()
+                if not rows:
+                    return
+                for seq, event_id, recorded_at, payload, prev_hash, hash_ in rows:
+                    if not isinstance(payload, bytes):  # a value rewritten as text by hand
+                        payload = str(payload).encode()
+                    yield AuditRow(seq, event_id, recorded_at, payload, prev_hash, hash_)
+                after = rows[-1][0]
 
-    async def audit_head(self) -> tuple[int, str]:
-        row = self._reader().execute(SQL.AUDIT_HEAD).fetchone()
+    async def audit_head(self, chain: AuditChain = AuditChain.MAIN) -> tuple[int, str]:
+        with self._chain_reader(chain) as conn:
+            query = SQL.AUDIT_HEAD if chain is AuditChain.MAIN else SQL.ACCESS_HEAD
+            row = conn.execute(query).fetchone()
         return int(row[0]), str(row[1])
+
+    @contextlib.contextmanager
+    def _chain_reader(self, chain: AuditChain) -> Iterator[sqlite3.Connection]:
+        """This thread's reader for ``main``; a connection of its own to the access file for
+        ``access`` (read rarely: by ``openspine audit verify``)."""
+        if chain is AuditChain.MAIN:
+            yield self._reader()
+            return
+        try:
+            conn = open_access(self._path, read_only=True)
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable("the store's access file cannot be opened") from exc
+        try:
+            yield conn
+        finally:
+            conn.close()
 
     # -- writes --------------------------------------------------------------------------------
 

@@ -1,11 +1,10 @@
 """SQLite group commit: one batch of write sets in one transaction, under the writer lock.
 
-A :class:`Committer` owns a store file's writer connection and an exclusive ``flock`` on
-``<store>.writer-lock``. It applies a batch inside one ``BEGIN IMMEDIATE`` transaction: each
-write set in its own SAVEPOINT, so a failing one rolls back alone; a read's audit-only write set
-cannot fail alone, so the batch's read audit rows go in with one ``executemany`` (ADR 0013). It
-commits once (fsync with ``synchronous=FULL``) and returns one outcome per job: a
-:class:`WriteResult`, the job's own result, or the :class:`StoreError` that refused it.
+A :class:`Committer` owns a store file's writer connections and an exclusive ``flock`` on
+``<store>.writer-lock``. It applies a batch's changes inside one ``BEGIN IMMEDIATE`` transaction:
+each write set in its own SAVEPOINT, so a failing one rolls back alone. It commits once (fsync
+with ``synchronous=FULL``) and returns one outcome per job: a :class:`WriteResult`, the job's own
+result, or the :class:`StoreError` that refused it.
 
 A batch's savepoints keep the pages they change in SQLite's statement journal, which spills from
 memory to a temporary file past 64 KiB: with ``temp_store = FILE`` nearly every batch created,
@@ -14,6 +13,13 @@ fell from 27-30 % to 17-20 % of a core without it, ADR 0022). The writer connect
 temporary storage in memory, except for a batch of exclusive jobs: a bulk load's merge sorts
 more keys than memory should hold, and SQLite's sorter spills to files only where temporary
 storage is on disk.
+
+Events of write sets with nothing else in them (a read's) cannot fail alone: the batch's rows go
+in with one ``executemany`` (ADR 0013), to the ``access`` chain in the store's access file
+(:mod:`.sqlite_access`, ADR 0025), so that the data file changes only when data does: every
+commit to it empties every reader's page cache. A batch of such events alone commits only the
+access file; a batch with changes too commits the access file on a thread of its own while the
+changes are applied and committed, and answers when both are durable.
 
 Whoever holds a committer takes turns with every other one on the same file through the lock,
 which the kernel hands to the next waiter as soon as it is released; ``BEGIN IMMEDIATE`` alone
@@ -32,7 +38,7 @@ from collections.abc import Callable, Sequence
 from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from openspine.platform.storage import batching
 from openspine.platform.storage.batching import ChainCursor
@@ -49,6 +55,7 @@ from openspine.platform.storage.ports import (
     WriteSet,
 )
 from openspine.platform.storage.sql import SQL
+from openspine.platform.storage.sqlite_access import access_path, open_access
 
 __all__ = ["Committer", "Job", "connect"]
 
@@ -86,6 +93,10 @@ class Committer:
     """The writer connection of one store file; not thread-safe (one writer thread uses it)."""
 
     def __init__(self, path: Path, *, synchronous: str) -> None:
+        self._path = path
+        self._synchronous = synchronous
+        #: The access file's connection, opened with the first batch of events alone.
+        self._access: sqlite3.Connection | None = None
         self._conn = connect(path, synchronous=synchronous, read_only=False)
         self._conn.execute(_TEMP_IN_MEMORY)
         try:
@@ -95,12 +106,16 @@ class Committer:
             raise
         self._batches = 0
         self._sync_thread: ThreadPoolExecutor | None = None
+        self._access_thread: ThreadPoolExecutor | None = None
 
     def close(self) -> None:
-        if self._sync_thread is not None:
-            self._sync_thread.shutdown()
+        for thread in (self._sync_thread, self._access_thread):
+            if thread is not None:
+                thread.shutdown()
         os.close(self._lock)
         self._conn.close()
+        if self._access is not None:
+            self._access.close()
 
     def commit(self, jobs: Sequence[Job]) -> list[object]:
         """Apply ``jobs`` in one transaction; one outcome per job, in order."""
@@ -116,27 +131,89 @@ class Committer:
             fcntl.flock(self._lock, fcntl.LOCK_UN)
 
     def _run_batch(self, jobs: Sequence[Job]) -> list[object]:
+        reads: list[int] = []
+        changes: list[int] = []
+        for i, job in enumerate(jobs):
+            (reads if isinstance(job, WriteSet) and job.is_audit_only() else changes).append(i)
+        events = [job for i in reads if isinstance(job := jobs[i], WriteSet)]
+        outcomes: list[object] = [None] * len(jobs)
+        if not changes:
+            for i, outcome in zip(reads, self._commit_access(events), strict=True):
+                outcomes[i] = outcome
+            return outcomes
+        # Both files: their syncs overlap, the access file's on its own thread (ADR 0025).
+        access = self._threads("access").submit(self._commit_access, events) if events else None
+        try:
+            committed = self._commit_changes([jobs[i] for i in changes])
+            for i, outcome in zip(changes, committed, strict=True):
+                outcomes[i] = outcome
+        finally:
+            if access is not None:  # never two access commits in flight
+                for i, outcome in zip(reads, access.result(), strict=True):
+                    outcomes[i] = outcome
+        return outcomes
+
+    def _commit_access(self, jobs: Sequence[WriteSet]) -> list[object]:
+        """Append the events of ``jobs`` to the access chain in one transaction of the access
+        file; one outcome per job. Nothing in them can fail alone: one ``executemany``."""
+        if not any(job.audit for job in jobs):
+            return [WriteResult(()) for _ in jobs]
+        rows: list[tuple[int, str, str, bytes, str, str]] = []
+        try:
+            conn = self._access_file()
+        except StoreUnavailable as exc:
+            return [exc] * len(jobs)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            head = conn.execute(SQL.ACCESS_HEAD).fetchone()
+            cursor = ChainCursor(int(head[0]), str(head[1]))
+            results: list[object] = []
+            for job in jobs:
+                linked = [cursor.link(record) for record in job.audit]
+                rows.extend(linked)
+                results.append(WriteResult(tuple(row[0] for row in linked)))
+            conn.executemany(SQL.ACCESS_INSERT, rows)
+            conn.execute(SQL.ACCESS_HEAD_SET, cursor.mark())
+            conn.execute("COMMIT")
+        except Exception as exc:  # every waiting request must be answered, whatever failed
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            failure = StoreUnavailable("the store refused the transaction")
+            failure.__cause__ = exc
+            return [failure] * len(jobs)
+        return results
+
+    def _access_file(self) -> sqlite3.Connection:
+        """The access file's connection. A store older than migration 0007 has none; the file
+        is never made here, where an access chain lost would silently start again."""
+        if self._access is None:
+            try:
+                conn = open_access(self._path, read_only=False)
+                conn.execute("PRAGMA busy_timeout = 10000")
+                conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(
+                    f"the store's access file {access_path(self._path).name} is missing or"
+                    " unreadable: run `openspine migrate` on a store older than 0007"
+                ) from exc
+            self._access = conn
+        return self._access
+
+    def _commit_changes(self, jobs: Sequence[Job]) -> list[object]:
+        """Apply ``jobs`` (none of them events alone) in one transaction of the data file."""
         conn = self._conn
         results: list[object] = []
         sync_dirs = [d for job in jobs if isinstance(job, WriteSet) for d in job.sync_dirs]
         # Files the batch's records name must be durable before the records are. Their sync
         # runs while the batch is applied, and COMMIT waits for it (ADR 0017): until COMMIT
         # nothing of the batch can survive a crash, so only the COMMIT has to come after it.
-        synced = self._syncer().submit(sync_file_systems, sync_dirs) if sync_dirs else None
+        synced = self._threads("sync").submit(sync_file_systems, sync_dirs) if sync_dirs else None
         try:
             conn.execute("BEGIN IMMEDIATE")
             head = conn.execute(SQL.AUDIT_HEAD).fetchone()
             cursor = ChainCursor(int(head[0]), str(head[1]))
             start = cursor.mark()
-            read_audit: list[tuple[int, str, str, bytes, str, str]] = []
             for job in jobs:
-                if isinstance(job, WriteSet) and job.is_audit_only():
-                    # A read's audit event: no condition can fail, so no savepoint; the rows
-                    # of the whole batch go in with one executemany below.
-                    rows = [cursor.link(record) for record in job.audit]
-                    read_audit.extend(rows)
-                    results.append(WriteResult(tuple(row[0] for row in rows)))
-                    continue
                 mark = cursor.mark()
                 conn.execute("SAVEPOINT ws")
                 try:
@@ -151,8 +228,6 @@ class Committer:
                     cursor.rewind(mark)
                     outcome = exc if isinstance(exc, StoreError) else AlreadyExists(str(exc))
                 results.append(outcome)
-            if read_audit:
-                conn.executemany(SQL.AUDIT_INSERT, read_audit)
             if cursor.mark() != start:
                 conn.execute(SQL.AUDIT_HEAD_SET, cursor.mark())
             self._batches += 1
@@ -172,11 +247,16 @@ class Committer:
                 futures.wait([synced])  # never two syncs in flight
         return results
 
-    def _syncer(self) -> ThreadPoolExecutor:
-        """The thread that syncs a batch's files while the batch is applied (made on first use)."""
-        if self._sync_thread is None:
-            self._sync_thread = ThreadPoolExecutor(1, thread_name_prefix="openspine-file-sync")
-        return self._sync_thread
+    def _threads(self, purpose: Literal["sync", "access"]) -> ThreadPoolExecutor:
+        """The thread that syncs a batch's files while the batch is applied (``sync``), or that
+        commits the access file while the data file commits (``access``); made on first use."""
+        if purpose == "sync":
+            if self._sync_thread is None:
+                self._sync_thread = ThreadPoolExecutor(1, thread_name_prefix="openspine-file-sync")
+            return self._sync_thread
+        if self._access_thread is None:
+            self._access_thread = ThreadPoolExecutor(1, thread_name_prefix="openspine-access")
+        return self._access_thread
 
     def _apply(self, ws: WriteSet, cursor: ChainCursor) -> WriteResult:
         conn = self._conn
