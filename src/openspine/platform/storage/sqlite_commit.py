@@ -90,7 +90,8 @@ def connect(path: Path, *, synchronous: str, read_only: bool) -> sqlite3.Connect
 
 
 class Committer:
-    """The writer connection of one store file; not thread-safe (one writer thread uses it)."""
+    """The writer connections of one store (its data file and its access file); not
+    thread-safe (one writer thread uses it, and waits for the access file's own thread)."""
 
     def __init__(self, path: Path, *, synchronous: str) -> None:
         self._path = path
@@ -187,11 +188,14 @@ class Committer:
         """The access file's connection. A store older than migration 0007 has none; the file
         is never made here, where an access chain lost would silently start again."""
         if self._access is None:
+            conn: sqlite3.Connection | None = None
             try:
                 conn = open_access(self._path, read_only=False)
                 conn.execute("PRAGMA busy_timeout = 10000")
                 conn.execute(f"PRAGMA synchronous = {self._synchronous}")
             except sqlite3.Error as exc:
+                if conn is not None:
+                    conn.close()
                 raise StoreUnavailable(
                     f"the store's access file {access_path(self._path).name} is missing or"
                     " unreadable: run `openspine migrate` on a store older than 0007"
