@@ -343,6 +343,10 @@ def audit_verify(data_dir: Path) -> None:
     settings = _settings(data_dir)
     broken = False
     for chain, result in asyncio.run(_verify(settings)):
+        if isinstance(result, StoreUnavailable):
+            broken = True
+            err.print(f"[red]audit chain {chain} could not be read: {result}[/red]")
+            continue
         if result.ok:
             click.echo(f"audit chain {chain} intact: {result.checked} events verified")
             continue
@@ -398,11 +402,19 @@ def _operate(data_dir: Path, action: Callable[[Platform, AuditContext], Awaitabl
         sys.exit(1)
 
 
-async def _verify(settings: Settings) -> list[tuple[AuditChain, VerificationResult]]:
+async def _verify(
+    settings: Settings,
+) -> list[tuple[AuditChain, VerificationResult | StoreUnavailable]]:
     platform = build_platform(settings)
     await platform.store.start()
     try:
-        return [(chain, await verify_chain(platform.store, chain)) for chain in AuditChain]
+        results: list[tuple[AuditChain, VerificationResult | StoreUnavailable]] = []
+        for chain in AuditChain:
+            try:
+                results.append((chain, await verify_chain(platform.store, chain)))
+            except StoreUnavailable as exc:  # e.g. a SQLite store's access file is gone
+                results.append((chain, exc))
+        return results
     finally:
         await platform.store.close()
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from openspine.platform.storage.migrate import OLDEST_SERVED, downgrade
+from openspine.platform.storage.sqlite_access import access_path
 from openspine.settings import SETTINGS_FILE
 from openspine.synth.demo import create_keys_and_settings
 
@@ -39,6 +40,21 @@ def test_an_unreachable_store_is_one_clear_line(tmp_path: Path) -> None:
     assert "the store is unavailable" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
     assert "secret" not in result.stderr + result.stdout
+
+
+def test_an_access_chain_that_cannot_be_read_is_named(tmp_path: Path) -> None:
+    """Both chains are checked; one that is gone fails the check, and the other still says
+    how it stands (ADR 0025)."""
+    create_keys_and_settings(tmp_path)  # a store at the latest migration, both chains empty
+    access = access_path(tmp_path / "openspine.db")
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{access}{suffix}").unlink(missing_ok=True)
+    result = _cli("audit", "verify", "--data-dir", str(tmp_path))
+    assert result.returncode == 1
+    assert "audit chain main intact: 0 events verified" in result.stdout
+    assert "audit chain access could not be read" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert not access.exists()
 
 
 def test_serving_a_store_too_old_to_run_on_says_to_migrate(tmp_path: Path) -> None:
