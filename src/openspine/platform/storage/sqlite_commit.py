@@ -177,11 +177,7 @@ class Committer:
             conn.execute(SQL.ACCESS_HEAD_SET, cursor.mark())
             conn.execute("COMMIT")
         except Exception as exc:  # every waiting request must be answered, whatever failed
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            failure = StoreUnavailable("the store refused the transaction")
-            failure.__cause__ = exc
-            return [failure] * len(jobs)
+            return _refused(conn, exc, len(jobs))
         return results
 
     def _access_file(self) -> sqlite3.Connection:
@@ -241,11 +237,7 @@ class Committer:
                 synced.result()  # raises what the sync raised: the whole batch is refused
             conn.execute("COMMIT")
         except Exception as exc:  # every waiting request must be answered, whatever failed
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            failure = StoreUnavailable("the store refused the transaction")
-            failure.__cause__ = exc
-            results = [failure] * len(jobs)
+            results = _refused(conn, exc, len(jobs))
         finally:
             if synced is not None:
                 futures.wait([synced])  # never two syncs in flight
@@ -286,6 +278,15 @@ class Committer:
         for message in ws.outbox:
             conn.execute(SQL.OUTBOX_INSERT, (message.topic, message.key, message.payload, now))
         return WriteResult(tuple(seqs))
+
+
+def _refused(conn: sqlite3.Connection, cause: Exception, count: int) -> list[object]:
+    """Roll back what a failed transaction left open; one refusal for each of ``count`` jobs."""
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
+    failure = StoreUnavailable("the store refused the transaction")
+    failure.__cause__ = cause
+    return [failure] * count
 
 
 def _put(conn: sqlite3.Connection, put: PutResource, now: str) -> None:
