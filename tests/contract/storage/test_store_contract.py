@@ -451,3 +451,44 @@ async def test_events_alone_go_to_the_access_chain(
         result = await verify_chain(store, chain)
         assert result.ok
         assert result.checked == count
+
+
+async def test_one_store_of_many_leads_a_duty_until_it_closes(
+    two_stores: tuple[Store, Store],
+) -> None:
+    first, second = two_stores
+    assert await first.lead("mesh-jobs")
+    assert await first.lead("mesh-jobs")  # held: still the leader
+    assert not await second.lead("mesh-jobs")
+    assert await second.lead("eps-jobs")  # each duty has its own lease
+    assert not await first.lead("eps-jobs")
+    await first.close()  # as a process that stops or dies: its leases are freed
+    assert await second.lead("mesh-jobs")
+    with pytest.raises(ValueError, match="not a duty name"):
+        await second.lead("../escape")
+
+
+@pytest.mark.postgres
+async def test_a_lease_whose_session_was_ended_is_taken_again(tmp_path: Path) -> None:
+    """PostgreSQL frees a session's advisory locks when it ends (here: terminated by an
+    operator); the leader notices at its next turn and takes the lease again."""
+    with _backend("postgres", tmp_path) as (url, execute):
+        store = open_store(url, max_batch=64)
+        await store.start()
+        try:
+            assert await store.lead("mesh-jobs")
+            execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_locks"
+                " WHERE locktype = 'advisory' AND database ="
+                " (SELECT oid FROM pg_database WHERE datname = current_database())"
+            )
+            await asyncio.sleep(0.2)
+            assert await store.lead("mesh-jobs")
+            other = open_store(url, max_batch=64)
+            await other.start()
+            try:
+                assert not await other.lead("mesh-jobs")  # held again, by the first store
+            finally:
+                await other.close()
+        finally:
+            await store.close()
