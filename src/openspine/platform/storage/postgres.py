@@ -40,6 +40,7 @@ from openspine.platform.storage.ports import (
     WriteSet,
 )
 from openspine.platform.storage.postgres_leases import AdvisoryLeases
+from openspine.platform.storage.postgres_sessions import guarded_conninfo
 from openspine.platform.storage.sql import SQL, for_postgres
 
 __all__ = ["PostgresStore"]
@@ -103,7 +104,7 @@ _CONNECT_TIMEOUT_S = 3
 class PostgresStore:
     def __init__(self, url: str, *, max_batch: int = 512, pool_size: int = 8) -> None:
         self._pool = AsyncConnectionPool(
-            url,
+            guarded_conninfo(url),  # a node gone silent lets go of its locks (ADR 0026)
             min_size=2,
             max_size=max(2, pool_size),
             open=False,
