@@ -351,6 +351,7 @@ class MeshService:
             or headers.get("content-type")
             or ("application/octet-stream")
         )
+        stamp = _iso(now)  # one text for the instant, however many fields carry it
         for _ in range(MAX_RETRIES):
             message = MeshMessage(
                 message_id=new_message_id(now),
@@ -370,8 +371,8 @@ class MeshService:
                 checksum=headers.get("mex-content-checksum"),
                 encrypted=yes(headers.get("mex-content-encrypted")),
                 compressed=yes(headers.get("mex-content-compressed")),
-                created_at=_iso(now),
-                status_at=_iso(now),
+                created_at=stamp,
+                status_at=stamp,
                 purge_at=_iso(now + self.settings.retention),
             )
             if message.file_name is None:
@@ -407,8 +408,7 @@ class MeshService:
 
     def _accept(self, message: MeshMessage, now: datetime) -> None:
         message.status = MessageStatus.ACCEPTED
-        message.accepted_at = _iso(now)
-        message.status_at = _iso(now)
+        message.accepted_at = message.status_at = _iso(now)
         message.expires_at = _iso(now + self.settings.inbox_expiry)
         message.purge_at = None
 
