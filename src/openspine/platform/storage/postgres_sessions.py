@@ -2,10 +2,11 @@
 
 Many API nodes share one database. A batch holds the head row of an audit chain (``FOR UPDATE``)
 until it commits, and a leading process holds its duty's advisory lock for as long as its session
-lasts (ADR 0019). A node that stops answering without closing its connection (a machine powered
-off, a network cut, a process frozen) would hold them until the server's TCP keepalive noticed,
-by default after more than two hours: every write of every node waits behind the head row, and
-no process runs the duty. So each session is opened with (ADR 0026):
+lasts (ADR 0019). A node that stops answering without closing its connection would hold them:
+a machine powered off or cut off until the server's TCP keepalive noticed, by default after more
+than two hours; a process frozen on a live machine for as long as it stays frozen, since its
+kernel answers the keepalives. Every write of every node waits behind the head row meanwhile,
+and no process runs the duty. So each session is opened with (ADR 0026):
 
 - ``idle_in_transaction_session_timeout``: a session that stays inside a transaction without
   sending anything for this long is ended by the server, and its locks go with it. A batch sends
