@@ -11,16 +11,25 @@ from typing import Any
 import orjson
 
 from openspine.platform.audit.chain import chain_hash
-from openspine.platform.storage.ports import AuditRecord, IdempotencyRecord, IndexKey, PutResource
+from openspine.platform.storage.ports import (
+    AuditRecord,
+    IdempotencyRecord,
+    IndexKey,
+    PutResource,
+    WriteResult,
+    WriteSet,
+)
 
 __all__ = [
     "ChainCursor",
+    "ChainedRow",
     "IndexRow",
     "idempotency_row",
     "index_changes",
     "index_rows",
     "insert_row",
     "keys_text",
+    "link_events",
     "now",
     "stored_keys",
     "update_row",
@@ -28,6 +37,9 @@ __all__ = [
 
 #: The parameters of ``SQL.INDEX_INSERT`` and ``SQL.INDEX_DELETE_KEY``: type, param, value, id.
 IndexRow = tuple[str, str, str, str]
+#: An audit row as chained, the parameters of ``SQL.AUDIT_INSERT`` and ``SQL.ACCESS_INSERT``:
+#: seq, event id, time, payload, previous hash, hash.
+ChainedRow = tuple[int, str, str, bytes, str, str]
 
 
 def now() -> str:
@@ -125,7 +137,7 @@ class ChainCursor:
     seq: int
     hash: str
 
-    def link(self, record: AuditRecord) -> tuple[int, str, str, bytes, str, str]:
+    def link(self, record: AuditRecord) -> ChainedRow:
         """Advance over ``record``; return its row: seq, id, time, payload, prev hash, hash."""
         prev = self.hash
         self.seq += 1
@@ -137,3 +149,12 @@ class ChainCursor:
 
     def rewind(self, mark: tuple[int, str]) -> None:
         self.seq, self.hash = mark
+
+
+def link_events(cursor: ChainCursor, writes: WriteSet, rows: list[ChainedRow]) -> WriteResult:
+    """Chain the events of a write set of nothing but events after ``cursor`` and add their rows
+    to ``rows``, which the batch inserts with one ``executemany`` (nothing in such a write set
+    can fail alone, ADR 0013); the write set's result."""
+    linked = [cursor.link(record) for record in writes.audit]
+    rows.extend(linked)
+    return WriteResult(tuple(row[0] for row in linked))

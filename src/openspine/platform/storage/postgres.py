@@ -258,14 +258,12 @@ class PostgresStore:
             main = None if all(events_only) else await _head(conn, _Q.AUDIT_HEAD_LOCK)
             access = await _head(conn, _Q.ACCESS_HEAD_LOCK) if any(events_only) else None
             start = main.mark() if main is not None else None
-            access_rows: list[tuple[int, str, str, bytes, str, str]] = []
+            access_rows: list[batching.ChainedRow] = []
             for (job, _future), only in zip(batch, events_only, strict=True):
                 if only:  # a read's events: nothing in them can fail alone (no savepoint)
                     assert access is not None
                     assert isinstance(job, WriteSet)
-                    rows = [access.link(record) for record in job.audit]
-                    access_rows.extend(rows)
-                    results.append(WriteResult(tuple(row[0] for row in rows)))
+                    results.append(batching.link_events(access, job, access_rows))
                     continue
                 assert main is not None
                 mark = main.mark()

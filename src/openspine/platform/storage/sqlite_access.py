@@ -7,8 +7,9 @@ again (ADR 0023). Events of write sets that change nothing else (:meth:`WriteSet
 are therefore committed to a file of their own, ``<store>-access.db``: the data file then
 changes only when data does.
 
-Migration 0007 creates the file; the writer refuses to open a store whose access file is gone
-(its chain would silently start again). Back up and restore the two files together.
+Migration 0007 creates the file, and nothing else ever does: a chain started afresh would hide
+what was lost. Without it the writer refuses reads (their events have nowhere to go) and commits
+changes as before. Back up and restore the two files together.
 """
 
 from __future__ import annotations

@@ -106,13 +106,12 @@ class Committer:
             self._conn.close()
             raise
         self._batches = 0
-        self._sync_thread: ThreadPoolExecutor | None = None
-        self._access_thread: ThreadPoolExecutor | None = None
+        #: One thread per purpose, made on first use (see :meth:`_thread`).
+        self._threads: dict[str, ThreadPoolExecutor] = {}
 
     def close(self) -> None:
-        for thread in (self._sync_thread, self._access_thread):
-            if thread is not None:
-                thread.shutdown()
+        for thread in self._threads.values():
+            thread.shutdown()
         os.close(self._lock)
         self._conn.close()
         if self._access is not None:
@@ -143,7 +142,7 @@ class Committer:
                 outcomes[i] = outcome
             return outcomes
         # Both files: their syncs overlap, the access file's on its own thread (ADR 0025).
-        access = self._threads("access").submit(self._commit_access, events) if events else None
+        access = self._thread("access").submit(self._commit_access, events) if events else None
         try:
             committed = self._commit_changes([jobs[i] for i in changes])
             for i, outcome in zip(changes, committed, strict=True):
@@ -159,7 +158,7 @@ class Committer:
         file; one outcome per job. Nothing in them can fail alone: one ``executemany``."""
         if not any(job.audit for job in jobs):
             return [WriteResult(()) for _ in jobs]
-        rows: list[tuple[int, str, str, bytes, str, str]] = []
+        rows: list[batching.ChainedRow] = []
         try:
             conn = self._access_file()
         except StoreUnavailable as exc:
@@ -168,11 +167,7 @@ class Committer:
             conn.execute("BEGIN IMMEDIATE")
             head = conn.execute(SQL.ACCESS_HEAD).fetchone()
             cursor = ChainCursor(int(head[0]), str(head[1]))
-            results: list[object] = []
-            for job in jobs:
-                linked = [cursor.link(record) for record in job.audit]
-                rows.extend(linked)
-                results.append(WriteResult(tuple(row[0] for row in linked)))
+            results: list[object] = [batching.link_events(cursor, job, rows) for job in jobs]
             conn.executemany(SQL.ACCESS_INSERT, rows)
             conn.execute(SQL.ACCESS_HEAD_SET, cursor.mark())
             conn.execute("COMMIT")
@@ -207,7 +202,9 @@ class Committer:
         # Files the batch's records name must be durable before the records are. Their sync
         # runs while the batch is applied, and COMMIT waits for it (ADR 0017): until COMMIT
         # nothing of the batch can survive a crash, so only the COMMIT has to come after it.
-        synced = self._threads("sync").submit(sync_file_systems, sync_dirs) if sync_dirs else None
+        synced = None
+        if sync_dirs:
+            synced = self._thread("file-sync").submit(sync_file_systems, sync_dirs)
         try:
             conn.execute("BEGIN IMMEDIATE")
             head = conn.execute(SQL.AUDIT_HEAD).fetchone()
@@ -243,16 +240,14 @@ class Committer:
                 futures.wait([synced])  # never two syncs in flight
         return results
 
-    def _threads(self, purpose: Literal["sync", "access"]) -> ThreadPoolExecutor:
-        """The thread that syncs a batch's files while the batch is applied (``sync``), or that
-        commits the access file while the data file commits (``access``); made on first use."""
-        if purpose == "sync":
-            if self._sync_thread is None:
-                self._sync_thread = ThreadPoolExecutor(1, thread_name_prefix="openspine-file-sync")
-            return self._sync_thread
-        if self._access_thread is None:
-            self._access_thread = ThreadPoolExecutor(1, thread_name_prefix="openspine-access")
-        return self._access_thread
+    def _thread(self, purpose: Literal["file-sync", "access"]) -> ThreadPoolExecutor:
+        """The thread that syncs a batch's files while the batch is applied (``file-sync``), or
+        that commits the access file while the data file commits (``access``)."""
+        thread = self._threads.get(purpose)
+        if thread is None:
+            thread = ThreadPoolExecutor(1, thread_name_prefix=f"openspine-{purpose}")
+            self._threads[purpose] = thread
+        return thread
 
     def _apply(self, ws: WriteSet, cursor: ChainCursor) -> WriteResult:
         conn = self._conn
